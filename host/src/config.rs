@@ -1,0 +1,561 @@
+//! Configuration: the TOML file, the environment and the command-line flags, merged and checked
+//! into one `Config`. Raw (as written) and validated types are kept apart so that nothing
+//! downstream ever sees an unchecked value.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_xmpp::jid::Jid;
+
+use crate::stanza::Kind;
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The component's domain, e.g. `bot.example.org`.
+    pub domain: String,
+    /// `host:port` of the server's component listener.
+    pub server: String,
+    pub secret: Secret,
+    pub post_url: reqwest::Url,
+    /// Stanza kinds forwarded to the webhook.
+    pub stanzas: BTreeSet<KindName>,
+    pub webhook: WebhookSettings,
+    pub connection: ConnectionLimits,
+    pub identity: Identity,
+    /// How long in-flight webhook calls may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+/// A stanza kind as it sorts in the config (for stable output).
+pub type KindName = &'static str;
+
+impl Config {
+    pub fn forwards(&self, kind: Kind) -> bool {
+        self.stanzas.contains(kind.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookSettings {
+    pub timeout: Duration,
+    pub max_response_bytes: usize,
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnectionLimits {
+    pub keepalive: Duration,
+    pub dead_after: Duration,
+    pub max_queued: usize,
+    pub max_stanza_bytes: usize,
+}
+
+/// The disco#info identity (XEP-0030) the domain shows.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub category: String,
+    pub kind: String,
+    pub name: String,
+}
+
+/// The component secret; never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// Values from the command line (and `STANZAHOOK_SECRET`) that override the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub domain: Option<String>,
+    pub server: Option<String>,
+    pub secret: Option<String>,
+    pub post_url: Option<String>,
+    pub stanzas: Option<Vec<String>>,
+}
+
+/// A configuration mistake, as one line that names the file and the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "config error in {}", file.display())?,
+            None => f.write_str("config error")?,
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The file as written. Option names of Prosody's mod_component_http are accepted as aliases so
+/// that an operator's settings carry over.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    domain: Option<String>,
+    server: Option<String>,
+    #[serde(alias = "component_secret")]
+    secret: Option<String>,
+    #[serde(alias = "component_post_url")]
+    post_url: Option<String>,
+    #[serde(alias = "component_post_stanzas", alias = "post_stanza_types")]
+    stanzas: Option<Vec<String>>,
+    shutdown_grace: Option<String>,
+    #[serde(default)]
+    webhook: RawWebhook,
+    #[serde(default)]
+    connection: RawConnection,
+    #[serde(default)]
+    identity: RawIdentity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    timeout: Option<String>,
+    max_response_size: Option<usize>,
+    max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    keepalive: Option<String>,
+    dead_after: Option<String>,
+    max_queued: Option<usize>,
+    max_stanza_size: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    category: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    name: Option<String>,
+}
+
+/// Prosody closes the whole component stream for a stanza over 512 KiB; stay well below.
+pub const DEFAULT_MAX_STANZA_BYTES: usize = 256 * 1024;
+
+/// Reads `file` (if any), applies `overrides`, and validates.
+pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let raw = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: Some(path.to_owned()),
+                key: None,
+                message: format!("cannot read the file: {e}"),
+            })?;
+            parse_toml(&text).map_err(|mut e| {
+                e.file = Some(path.to_owned());
+                e
+            })?
+        }
+        None => RawConfig::default(),
+    };
+    validate(raw, overrides).map_err(|mut e| {
+        e.file = file.map(Path::to_owned);
+        e
+    })
+}
+
+/// Parses TOML text; exposed for tests of config files.
+pub fn from_toml_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
+    validate(parse_toml(text)?, overrides)
+}
+
+fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_owned();
+        let (key, message) = match e.span() {
+            Some(span) => {
+                let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                let key = line
+                    .split('=')
+                    .next()
+                    .map(|k| k.trim().trim_matches('"').to_owned());
+                let key = key.filter(|k| !k.is_empty() && !k.starts_with('['));
+                (key, format!("{message} (line {line_no}: {line})"))
+            }
+            None => (None, message),
+        };
+        ConfigError {
+            file: None,
+            key,
+            message,
+        }
+    })
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: None,
+        key: Some(key.to_owned()),
+        message: message.into(),
+    }
+}
+
+fn validate(raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
+    let domain = required(ov.domain.clone().or(raw.domain), "domain", "--domain")?;
+    match Jid::new(&domain) {
+        Ok(jid)
+            if jid.node().is_none()
+                && jid.resource().is_none()
+                && jid.domain().as_str() == domain => {}
+        _ => {
+            return Err(err(
+                "domain",
+                format!("{domain:?} is not a plain domain like bot.example.org"),
+            ));
+        }
+    }
+
+    let server = required(ov.server.clone().or(raw.server), "server", "--server")?;
+    check_host_port(&server)
+        .map_err(|why| err("server", format!("{server:?} is not HOST:PORT: {why}")))?;
+
+    let secret = required(
+        ov.secret.clone().or(raw.secret),
+        "secret",
+        "--secret or STANZAHOOK_SECRET",
+    )?;
+
+    let post_url = required(
+        ov.post_url.clone().or(raw.post_url),
+        "post_url",
+        "--post-url",
+    )?;
+    let post_url = reqwest::Url::parse(&post_url)
+        .map_err(|e| err("post_url", format!("{post_url:?} is not a URL: {e}")))?;
+    if !matches!(post_url.scheme(), "http" | "https") {
+        return Err(err(
+            "post_url",
+            format!("{post_url} must be an http:// or https:// URL"),
+        ));
+    }
+
+    let names = ov
+        .stanzas
+        .clone()
+        .or(raw.stanzas)
+        .unwrap_or_else(|| vec!["message".into()]);
+    let mut stanzas = BTreeSet::new();
+    for name in &names {
+        match Kind::from_name(name.trim()) {
+            Some(kind) => {
+                stanzas.insert(kind.as_str());
+            }
+            None => {
+                return Err(err(
+                    "stanzas",
+                    format!("unknown stanza kind {name:?}; use message, presence or iq"),
+                ));
+            }
+        }
+    }
+
+    let webhook = WebhookSettings {
+        timeout: duration(
+            raw.webhook.timeout,
+            "webhook.timeout",
+            Duration::from_secs(10),
+        )?,
+        max_response_bytes: positive(
+            raw.webhook.max_response_size,
+            "webhook.max_response_size",
+            1024 * 1024,
+        )?,
+        max_in_flight: positive(raw.webhook.max_in_flight, "webhook.max_in_flight", 256)?,
+    };
+    let connection = ConnectionLimits {
+        keepalive: duration(
+            raw.connection.keepalive,
+            "connection.keepalive",
+            Duration::from_secs(30),
+        )?,
+        dead_after: duration(
+            raw.connection.dead_after,
+            "connection.dead_after",
+            Duration::from_secs(30),
+        )?,
+        max_queued: positive(raw.connection.max_queued, "connection.max_queued", 10_000)?,
+        max_stanza_bytes: positive(
+            raw.connection.max_stanza_size,
+            "connection.max_stanza_size",
+            DEFAULT_MAX_STANZA_BYTES,
+        )?,
+    };
+    let identity = Identity {
+        category: raw.identity.category.unwrap_or_else(|| "client".into()),
+        kind: raw.identity.kind.unwrap_or_else(|| "bot".into()),
+        name: raw.identity.name.unwrap_or_else(|| domain.clone()),
+    };
+    let shutdown_grace = duration(
+        raw.shutdown_grace,
+        "shutdown_grace",
+        Duration::from_secs(10),
+    )?;
+
+    Ok(Config {
+        domain,
+        server,
+        secret: Secret(secret),
+        post_url,
+        stanzas,
+        webhook,
+        connection,
+        identity,
+        shutdown_grace,
+    })
+}
+
+fn required(value: Option<String>, key: &str, flag: &str) -> Result<String, ConfigError> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        Some(_) => Err(err(key, "must not be empty")),
+        None => Err(err(
+            key,
+            format!("missing; set it in the config file or pass {flag}"),
+        )),
+    }
+}
+
+fn duration(value: Option<String>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        err(
+            key,
+            format!("{text:?} is not a duration like \"10s\" or \"500ms\": {e}"),
+        )
+    })?;
+    if d.is_zero() {
+        return Err(err(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn positive(value: Option<usize>, key: &str, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(err(key, "must be greater than zero")),
+        Some(n) => Ok(n),
+    }
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    let (host, port) = s.rsplit_once(':').ok_or("no port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    port.parse::<u16>()
+        .map_err(|e| format!("bad port {port:?}: {e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+domain = "bot.example.org"
+server = "127.0.0.1:5347"
+secret = "s3cret"
+post_url = "http://127.0.0.1:8080/hook"
+"#;
+
+    /// One bad config in, the expected one-line error out (rust-analyzer's `check` style).
+    fn check_err(extra: &str, expected: &str) {
+        let text = format!("{BASE}{extra}");
+        match from_toml_str(&text, &Overrides::default()) {
+            Ok(_) => panic!("config was accepted:\n{text}"),
+            Err(e) => assert_eq!(e.to_string(), expected, "for:\n{extra}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = from_toml_str(BASE, &Overrides::default()).expect("valid");
+        assert!(c.forwards(Kind::Message) && !c.forwards(Kind::Iq) && !c.forwards(Kind::Presence));
+        assert_eq!(c.webhook.timeout, Duration::from_secs(10));
+        assert_eq!(c.webhook.max_response_bytes, 1024 * 1024);
+        assert_eq!(c.connection.max_stanza_bytes, 256 * 1024);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(
+            (c.identity.category.as_str(), c.identity.kind.as_str()),
+            ("client", "bot")
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret leaks through Debug"
+        );
+    }
+
+    #[test]
+    fn reference_option_names_are_aliases() {
+        let text = r#"
+domain = "bot.example.org"
+server = "127.0.0.1:5347"
+component_secret = "x"
+component_post_url = "http://h/"
+component_post_stanzas = ["message", "iq"]
+"#;
+        let c = from_toml_str(text, &Overrides::default()).expect("valid");
+        assert_eq!(c.post_url.as_str(), "http://h/");
+        assert!(c.forwards(Kind::Iq));
+        let text = text.replace("component_post_stanzas", "post_stanza_types");
+        assert!(
+            from_toml_str(&text, &Overrides::default())
+                .expect("valid")
+                .forwards(Kind::Iq)
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        check_err(
+            "bogus = 1\n",
+            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `webhook`, `connection`, `identity` (line 6: bogus = 1)",
+        );
+        check_err(
+            "stanzas = [\"mesage\"]\n",
+            "config error: `stanzas`: unknown stanza kind \"mesage\"; use message, presence or iq",
+        );
+        check_err(
+            "[webhook]\ntimeout = \"soon\"\n",
+            "config error: `webhook.timeout`: \"soon\" is not a duration like \"10s\" or \"500ms\": expected number at 0",
+        );
+        check_err(
+            "[webhook]\nmax_in_flight = 0\n",
+            "config error: `webhook.max_in_flight`: must be greater than zero",
+        );
+        check_err(
+            "[webhook]\ntimeout = 10\n",
+            "config error: `timeout`: invalid type: integer `10`, expected a string (line 7: timeout = 10)",
+        );
+        check_err(
+            "[connection]\nmax_queued = -1\n",
+            "config error: `max_queued`: invalid value: integer `-1`, expected usize (line 7: max_queued = -1)",
+        );
+    }
+
+    #[test]
+    fn bad_values_of_the_basics() {
+        let bad = |key: &str, value: &str| {
+            let text = BASE
+                .lines()
+                .map(|l| {
+                    if l.starts_with(key) {
+                        format!("{key} = {value}")
+                    } else {
+                        l.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            from_toml_str(&text, &Overrides::default())
+                .expect_err("accepted")
+                .to_string()
+        };
+        assert_eq!(
+            bad("server", "\"localhost\""),
+            "config error: `server`: \"localhost\" is not HOST:PORT: no port"
+        );
+        assert_eq!(
+            bad("server", "\"h:99999\""),
+            "config error: `server`: \"h:99999\" is not HOST:PORT: bad port \"99999\": number too large to fit in target type"
+        );
+        assert_eq!(
+            bad("domain", "\"a@b\""),
+            "config error: `domain`: \"a@b\" is not a plain domain like bot.example.org"
+        );
+        assert_eq!(
+            bad("post_url", "\"ftp://x/\""),
+            "config error: `post_url`: ftp://x/ must be an http:// or https:// URL"
+        );
+        assert_eq!(
+            bad("post_url", "\"not a url\""),
+            "config error: `post_url`: \"not a url\" is not a URL: relative URL without a base"
+        );
+        assert_eq!(
+            bad("secret", "\"\""),
+            "config error: `secret`: must not be empty"
+        );
+    }
+
+    #[test]
+    fn flags_override_and_complete_the_file() {
+        let ov = Overrides {
+            domain: Some("other.example".into()),
+            stanzas: Some(vec!["iq".into(), "presence".into()]),
+            ..Overrides::default()
+        };
+        let c = from_toml_str(BASE, &ov).expect("valid");
+        assert_eq!(c.domain, "other.example");
+        assert!(c.forwards(Kind::Iq) && c.forwards(Kind::Presence) && !c.forwards(Kind::Message));
+
+        let missing = from_toml_str(
+            "domain = \"d.example\"\nserver = \"h:1\"\nsecret = \"s\"\n",
+            &Overrides::default(),
+        )
+        .expect_err("accepted");
+        assert_eq!(
+            missing.to_string(),
+            "config error: `post_url`: missing; set it in the config file or pass --post-url"
+        );
+        let ov = Overrides {
+            post_url: Some("http://h/".into()),
+            ..Overrides::default()
+        };
+        assert!(
+            from_toml_str(
+                "domain = \"d.example\"\nserver = \"h:1\"\nsecret = \"s\"\n",
+                &ov
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_file_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "domian = \"x\"\n").expect("write");
+        let e = load(Some(&path), &Overrides::default()).expect_err("accepted");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "config error in {}: `domian`: unknown field",
+                path.display()
+            )),
+            "{e}"
+        );
+    }
+}

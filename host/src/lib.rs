@@ -1,0 +1,68 @@
+//! stanzahook: an XMPP external component (XEP-0114) that turns stanzas into webhook calls and
+//! webhook answers into stanzas. `run` is the one entry point; the binary and the tests use it.
+
+pub mod builtin;
+pub mod config;
+pub mod payload;
+pub mod pipeline;
+pub mod shutdown;
+pub mod stanza;
+pub mod webhook;
+pub mod xmpp;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// Serves the configured domain until `shutdown` is cancelled, then drains and closes cleanly.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let webhook = webhook::Webhook::new(config.post_url.clone(), &config.webhook)
+        .context("cannot set up the HTTP client")?;
+    let settings = xmpp::ConnectionSettings {
+        server: config.server.clone(),
+        domain: config.domain.clone(),
+        secret: config.secret.expose().to_owned(),
+        keepalive: config.connection.keepalive,
+        dead_after: config.connection.dead_after,
+        queue_capacity: config.connection.max_queued,
+    };
+    let (status, _) = tokio::sync::watch::channel(false);
+    let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone(), status);
+    tracing::info!(
+        "forwarding {} to {}",
+        config
+            .stanzas
+            .iter()
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", "),
+        redact_url(&config.post_url)
+    );
+    pipeline::Pipeline::new(config.clone(), webhook, outbox)
+        .run(incoming, shutdown)
+        .await;
+    // The pipeline is gone, so the outbox has no producers left: the connection sends what is
+    // queued and closes. A server that stays away must not hold the process hostage.
+    let mut connection = connection;
+    if tokio::time::timeout(config.shutdown_grace, &mut connection)
+        .await
+        .is_err()
+    {
+        tracing::error!("could not deliver the remaining replies: the server is unreachable");
+        connection.abort();
+    }
+    Ok(())
+}
+
+/// The URL without credentials, for logs.
+fn redact_url(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("…"));
+    }
+    url.to_string()
+}

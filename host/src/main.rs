@@ -1,0 +1,141 @@
+//! The `stanzahook` command line: parses flags, sets up logging, hands off to the library, and
+//! turns the result into an exit code (0 ok, 1 runtime failure, 2 bad configuration or usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use stanzahook::config::{self, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stanzahook",
+    version,
+    about = "XMPP component ↔ HTTP webhook bridge"
+)]
+struct Cli {
+    /// Log format: human-readable lines, or one JSON object per line for collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Connect to the XMPP server and serve the domain.
+    Run(Settings),
+    /// Validate the configuration without connecting.
+    Check(Settings),
+}
+
+#[derive(Debug, Args)]
+struct Settings {
+    /// TOML config file; flags below override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// The component's domain, e.g. bot.example.org.
+    #[arg(long)]
+    domain: Option<String>,
+    /// The server's component port, HOST:PORT.
+    #[arg(long)]
+    server: Option<String>,
+    /// The component secret (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "STANZAHOOK_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// The webhook URL stanzas are POSTed to.
+    #[arg(long)]
+    post_url: Option<String>,
+    /// Stanza kinds to forward, comma-separated: message, presence, iq.
+    #[arg(long, value_delimiter = ',')]
+    stanzas: Option<Vec<String>>,
+}
+
+impl Settings {
+    fn load(&self) -> Result<stanzahook::Config, config::ConfigError> {
+        let overrides = Overrides {
+            domain: self.domain.clone(),
+            server: self.server.clone(),
+            secret: self.secret.clone(),
+            post_url: self.post_url.clone(),
+            stanzas: self.stanzas.clone(),
+        };
+        config::load(self.config.as_deref(), &overrides)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let (settings, check_only) = match &cli.command {
+        Command::Run(s) => (s, false),
+        Command::Check(s) => (s, true),
+    };
+    let config = match settings.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stanzahook: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        println!(
+            "config ok: serving {} via {}, forwarding {} to {}",
+            config.domain,
+            config.server,
+            config
+                .stanzas
+                .iter()
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.post_url
+        );
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stanzahook: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = stanzahook::shutdown::on_signals();
+        stanzahook::run(config, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    // tokio-xmpp logs through `log`, which is quiet unless a bridge is installed; its errors reach
+    // us as values. Our own default is info.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
+}

@@ -1,0 +1,217 @@
+//! The webhook JSON contract (SPEC §3.2 and §4): a received stanza becomes the event JSON, and the
+//! webhook's answer JSON becomes the reply stanzas. Pure functions, no I/O.
+
+use serde_json::{Map, Value};
+use tokio_xmpp::jid::Jid;
+use tokio_xmpp::minidom::Element;
+
+use crate::stanza::{
+    self, ErrorType, Kind, NS_COMPONENT, ParseStanzaError, StanzaError, is_iq_request, new_stanza,
+    set_attr,
+};
+
+/// The event JSON posted for a received stanza (SPEC §3.2). The five reference keys keep their
+/// meaning; `type` and `id` are added when the stanza has them.
+pub fn event(el: &Element) -> Value {
+    let mut map = Map::new();
+    map.insert("to".into(), el.attr("to").unwrap_or("").into());
+    map.insert("from".into(), el.attr("from").unwrap_or("").into());
+    map.insert("kind".into(), el.name().into());
+    map.insert("stanza".into(), stanza::to_xml_string(el).into());
+    if el.name() == "message"
+        && let Some(body) = el.get_child("body", NS_COMPONENT)
+    {
+        map.insert("body".into(), body.text().into());
+    }
+    if let Some(t) = el.attr("type") {
+        map.insert("type".into(), t.into());
+    }
+    if let Some(id) = el.attr("id") {
+        map.insert("id".into(), id.into());
+    }
+    Value::Object(map)
+}
+
+/// Why a webhook's answer could not become a reply.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AnswerError {
+    #[error("the answer is not a JSON object")]
+    NotAnObject,
+    #[error("`{key}` {why}")]
+    BadKey { key: &'static str, why: String },
+    #[error(transparent)]
+    Stanza(#[from] ParseStanzaError),
+    #[error("reply `from` {from:?} is not at this component's domain {domain}")]
+    ForeignFrom { from: String, domain: String },
+}
+
+impl AnswerError {
+    /// The stanza error the original sender receives instead of the reply (SPEC §4.4, §4.6).
+    pub fn to_stanza_error(&self) -> StanzaError {
+        match self {
+            AnswerError::ForeignFrom { .. } => StanzaError::new(ErrorType::Cancel, "not-allowed")
+                .with_text("The bot tried to answer from an address it does not own"),
+            other => StanzaError::new(ErrorType::Cancel, "undefined-condition")
+                .with_text(format!("The bot's answer was invalid: {other}")),
+        }
+    }
+}
+
+fn bad(key: &'static str, why: impl Into<String>) -> AnswerError {
+    AnswerError::BadKey {
+        key,
+        why: why.into(),
+    }
+}
+
+/// Builds the reply stanzas for a 200 JSON `answer` to `original` (SPEC §4.1–§4.4), for the
+/// component serving `domain`. An iq get/set always gets exactly one iq answer (SPEC §4.3).
+pub fn replies(
+    answer: &Value,
+    original: &Element,
+    domain: &str,
+) -> Result<Vec<Element>, AnswerError> {
+    let map = answer.as_object().ok_or(AnswerError::NotAnObject)?;
+    let default_to = original.attr("from").unwrap_or("");
+    let default_from = original.attr("to").unwrap_or(domain);
+
+    let mut reply = match map.get("stanza") {
+        Some(Value::String(xml)) => {
+            let mut el = stanza::parse_stanza_override(xml)?;
+            if el.attr("to").is_none() {
+                set_attr(&mut el, "to", default_to);
+            }
+            if el.attr("from").is_none() {
+                set_attr(&mut el, "from", default_from);
+            }
+            if el.name() == "iq" && is_iq_request(original) {
+                if el.attr("id").is_none()
+                    && let Some(id) = original.attr("id")
+                {
+                    set_attr(&mut el, "id", id);
+                }
+                if el.attr("type").is_none() {
+                    set_attr(&mut el, "type", "result");
+                }
+            }
+            el
+        }
+        Some(_) => return Err(bad("stanza", "must be a string of XML")),
+        None => from_keys(map, original, default_to, default_from)?,
+    };
+    check_addresses(&mut reply, domain)?;
+
+    let mut out = vec![reply];
+    if is_iq_request(original) && !out.iter().any(|r| answers_iq(r, original)) {
+        out.push(empty_result(original));
+    }
+    Ok(out)
+}
+
+/// A reply built from `to`, `from`, `kind`, `type` and `body`.
+fn from_keys(
+    map: &Map<String, Value>,
+    original: &Element,
+    default_to: &str,
+    default_from: &str,
+) -> Result<Element, AnswerError> {
+    let to = string_key(map, "to")?.unwrap_or(default_to);
+    let from = string_key(map, "from")?.unwrap_or(default_from);
+    let kind = match string_key(map, "kind")? {
+        None => Kind::Message,
+        Some(name) => Kind::from_name(name)
+            .ok_or_else(|| bad("kind", format!("{name:?} is not message, presence or iq")))?,
+    };
+    let mut el = new_stanza(kind, from, to);
+    let type_ = string_key(map, "type")?;
+    match (kind, type_) {
+        (_, Some(t)) => set_attr(&mut el, "type", t),
+        (Kind::Message, None) => set_attr(&mut el, "type", "chat"),
+        (Kind::Iq, None) if is_iq_request(original) => set_attr(&mut el, "type", "result"),
+        (Kind::Iq, None) => {
+            return Err(bad(
+                "type",
+                "is required for an iq that answers no iq request",
+            ));
+        }
+        (Kind::Presence, None) => {}
+    }
+    if kind == Kind::Iq {
+        match original.attr("id") {
+            Some(id) if is_iq_request(original) => set_attr(&mut el, "id", id),
+            _ => set_attr(&mut el, "id", &new_id()),
+        }
+    }
+    let body = match map.get("body") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::Bool(b)) => Some(b.to_string()),
+        Some(_) => return Err(bad("body", "must be a string, number or boolean")),
+    };
+    if let Some(body) = body {
+        if kind != Kind::Message {
+            return Err(bad(
+                "body",
+                format!("is only allowed in a message reply, not in a {kind}"),
+            ));
+        }
+        el.append_child(Element::builder("body", NS_COMPONENT).append(body).build());
+    }
+    Ok(el)
+}
+
+fn string_key<'a>(
+    map: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<&'a str>, AnswerError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(bad(key, format!("must be a string, not {other}"))),
+    }
+}
+
+/// `to` must be an address; `from` must be at exactly our domain, since Prosody closes the whole
+/// stream for any other (SPEC §4.4). Both are written back normalised.
+fn check_addresses(el: &mut Element, domain: &str) -> Result<(), AnswerError> {
+    let to = el.attr("to").unwrap_or("").to_owned();
+    let to = Jid::new(&to).map_err(|e| bad("to", format!("{to:?} is not an XMPP address: {e}")))?;
+    let from_text = el.attr("from").unwrap_or("").to_owned();
+    let from = Jid::new(&from_text)
+        .map_err(|e| bad("from", format!("{from_text:?} is not an XMPP address: {e}")))?;
+    if from.domain().as_str() != domain {
+        return Err(AnswerError::ForeignFrom {
+            from: from_text,
+            domain: domain.to_owned(),
+        });
+    }
+    set_attr(el, "to", to.as_str());
+    set_attr(el, "from", from.as_str());
+    Ok(())
+}
+
+/// True when `reply` is the iq answer (result or error, same id) to the request `original`.
+fn answers_iq(reply: &Element, original: &Element) -> bool {
+    reply.name() == "iq"
+        && matches!(reply.attr("type"), Some("result" | "error"))
+        && reply.attr("id") == original.attr("id")
+}
+
+/// The empty `result` that acknowledges an iq request.
+pub fn empty_result(original: &Element) -> Element {
+    let mut el = new_stanza(
+        Kind::Iq,
+        original.attr("to").unwrap_or(""),
+        original.attr("from").unwrap_or(""),
+    );
+    set_attr(&mut el, "type", "result");
+    if let Some(id) = original.attr("id") {
+        set_attr(&mut el, "id", id);
+    }
+    el
+}
+
+fn new_id() -> String {
+    format!("sh-{:016x}", rand::random::<u64>())
+}

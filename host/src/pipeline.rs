@@ -1,0 +1,181 @@
+//! A stanza's way through stanzahook: forwarded kinds go to the webhook and its answer comes back
+//! as replies; other kinds get the built-in answers. Every reply passes the same gate (never
+//! answer errors or results, cap the size) before it reaches the outbox.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_xmpp::minidom::Element;
+use tracing::Instrument;
+
+use crate::builtin;
+use crate::config::Config;
+use crate::payload;
+use crate::stanza::{self, ErrorType, Kind, StanzaError};
+use crate::webhook::{Outcome, Webhook};
+use crate::xmpp::Outbox;
+
+/// Everything a stanza's task needs; shared by all tasks.
+#[derive(Debug)]
+struct Shared {
+    config: Arc<Config>,
+    webhook: Webhook,
+    outbox: Outbox,
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    in_flight: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// Cancelled when the shutdown grace period is over: remaining webhook calls are abandoned.
+    abandon: CancellationToken,
+}
+
+impl Pipeline {
+    pub fn new(config: Arc<Config>, webhook: Webhook, outbox: Outbox) -> Pipeline {
+        let in_flight = Arc::new(Semaphore::new(config.webhook.max_in_flight));
+        Pipeline {
+            shared: Arc::new(Shared {
+                config,
+                webhook,
+                outbox,
+            }),
+            in_flight,
+            tasks: TaskTracker::new(),
+            abandon: CancellationToken::new(),
+        }
+    }
+
+    /// Handles stanzas until `stop` is cancelled or the connection ends, then lets in-flight
+    /// webhook calls finish for the configured grace period and sends their replies.
+    pub async fn run(self, mut incoming: mpsc::Receiver<Element>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                next = incoming.recv() => match next {
+                    Some(el) => self.dispatch(el).await,
+                    None => break,
+                },
+            }
+        }
+        drop(incoming);
+        self.tasks.close();
+        let grace = self.shared.config.shutdown_grace;
+        if !self.tasks.is_empty() {
+            tracing::info!(
+                "waiting up to {} s for {} in-flight stanzas",
+                grace.as_secs(),
+                self.tasks.len()
+            );
+        }
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace period over: abandoning {} in-flight stanzas",
+                self.tasks.len()
+            );
+            self.abandon.cancel();
+            self.tasks.wait().await;
+        }
+    }
+
+    async fn dispatch(&self, el: Element) {
+        let Some(kind) = Kind::of(&el) else { return };
+        let span = tracing::info_span!(
+            "stanza",
+            from = el.attr("from").unwrap_or(""),
+            kind = kind.as_str(),
+            id = el.attr("id").unwrap_or(""),
+        );
+        if !self.shared.config.forwards(kind) {
+            let replies = match kind {
+                Kind::Presence => builtin::presence(&el),
+                Kind::Iq => builtin::iq(&el, &self.shared.config.identity),
+                Kind::Message => Vec::new(),
+            };
+            let _enter = span.enter();
+            self.shared.send_replies(&el, replies);
+            return;
+        }
+        // Backpressure: when the webhook is this far behind, stop reading from the server.
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let abandon = self.abandon.clone();
+        self.tasks.spawn(
+            async move {
+                tokio::select! {
+                    _ = shared.forward(&el) => {}
+                    _ = abandon.cancelled() => {
+                        tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
+                    }
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+impl Shared {
+    async fn forward(&self, el: &Element) {
+        let event = payload::event(el);
+        let replies = match self.webhook.post(&event).await {
+            Outcome::Answer(answer) => match payload::replies(&answer, el, &self.config.domain) {
+                Ok(replies) => replies,
+                Err(e) => {
+                    tracing::warn!("webhook answer refused: {e}");
+                    vec![stanza::error_reply(el, &e.to_stanza_error())]
+                }
+            },
+            Outcome::NoReply { status } => {
+                tracing::debug!("webhook answered {status} without a reply");
+                if stanza::is_iq_request(el) {
+                    vec![payload::empty_result(el)]
+                } else {
+                    Vec::new()
+                }
+            }
+            Outcome::Failed { error, detail } => {
+                tracing::warn!("{detail}; answering {error}");
+                vec![stanza::error_reply(el, &error)]
+            }
+        };
+        self.send_replies(el, replies);
+    }
+
+    /// The one gate every reply passes (SPEC §2.2, §3.4.1, §4.7).
+    fn send_replies(&self, original: &Element, replies: Vec<Element>) {
+        if stanza::is_unanswerable(original) {
+            if !replies.is_empty() {
+                tracing::debug!(
+                    "not answering a stanza of type {:?}",
+                    original.attr("type").unwrap_or("")
+                );
+            }
+            return;
+        }
+        let max = self.config.connection.max_stanza_bytes;
+        for reply in replies {
+            let size = stanza::to_xml_string(&reply).len();
+            if size > max {
+                tracing::warn!(
+                    "reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent"
+                );
+                let error = StanzaError::new(ErrorType::Cancel, "undefined-condition").with_text(
+                    format!("The bot's reply was too large ({size} bytes, at most {max})"),
+                );
+                self.outbox.send(stanza::error_reply(original, &error));
+                continue;
+            }
+            self.outbox.send(reply);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The webhook: the one shared HTTP client, its limits, and the mapping of every HTTP outcome to
+//! what the sender gets (SPEC §3.1, §3.4, §4.5, §4.6).
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde_json::Value;
+
+use crate::config::WebhookSettings;
+use crate::stanza::{ErrorType, StanzaError};
+
+const USER_AGENT: &str = concat!("stanzahook/", env!("CARGO_PKG_VERSION"));
+
+/// What a webhook call came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// A `200` with a JSON body: the answer, to be turned into a reply.
+    Answer(Value),
+    /// A `2xx` that asks for no reply (SPEC §4.5).
+    NoReply { status: u16 },
+    /// Anything else: the error the sender receives, and what to log.
+    Failed { error: StanzaError, detail: String },
+}
+
+/// The webhook client. Clone is cheap: the connection pool is shared.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    max_response_bytes: usize,
+}
+
+impl Webhook {
+    pub fn new(url: reqwest::Url, settings: &WebhookSettings) -> anyhow::Result<Webhook> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
+            // The reference does not follow redirects either; a 3xx maps to service-unavailable.
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Webhook {
+            client,
+            url,
+            max_response_bytes: settings.max_response_bytes,
+        })
+    }
+
+    /// POSTs one event and classifies the answer. Never fails: every outcome is an `Outcome`.
+    pub async fn post(&self, event: &Value) -> Outcome {
+        let body = match serde_json::to_vec(event) {
+            Ok(b) => b,
+            Err(e) => return failed(internal(), format!("cannot encode the event: {e}")),
+        };
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body)
+            .send()
+            .await;
+        let mut response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                let why = if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "connection failed"
+                };
+                return failed(
+                    StanzaError::new(ErrorType::Cancel, "remote-server-timeout")
+                        .with_text("Connection failure"),
+                    format!("webhook {why}: {}", error_chain(&e)),
+                );
+            }
+        };
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            return failed(
+                status_error(status),
+                format!("webhook answered HTTP {status}"),
+            );
+        }
+        let is_json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_media_type);
+        if status != 200 || !is_json {
+            return Outcome::NoReply { status };
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_response_bytes as u64)
+        {
+            return too_large(self.max_response_bytes);
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > self.max_response_bytes {
+                        return too_large(self.max_response_bytes);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return failed(
+                        StanzaError::new(ErrorType::Cancel, "remote-server-timeout")
+                            .with_text("Connection failure"),
+                        format!("reading the webhook's answer failed: {}", error_chain(&e)),
+                    );
+                }
+            }
+        }
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Outcome::NoReply { status };
+        }
+        match serde_json::from_slice(&body) {
+            Ok(value) => Outcome::Answer(value),
+            Err(e) => failed(
+                StanzaError::new(ErrorType::Cancel, "undefined-condition")
+                    .with_text(format!("The bot's answer was not valid JSON: {e}")),
+                format!("webhook answered invalid JSON: {e}"),
+            ),
+        }
+    }
+}
+
+fn failed(error: StanzaError, detail: String) -> Outcome {
+    Outcome::Failed { error, detail }
+}
+
+fn internal() -> StanzaError {
+    StanzaError::new(ErrorType::Cancel, "internal-server-error")
+}
+
+fn too_large(limit: usize) -> Outcome {
+    failed(
+        StanzaError::new(ErrorType::Cancel, "undefined-condition")
+            .with_text(format!("The bot's answer was larger than {limit} bytes")),
+        format!("webhook answer exceeds webhook.max_response_size ({limit} bytes)"),
+    )
+}
+
+/// `application/json`, with or without parameters such as `; charset=utf-8`.
+fn is_json_media_type(value: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The stanza error for a non-2xx status, as the reference maps it (SPEC §4.6).
+pub fn status_error(status: u16) -> StanzaError {
+    use ErrorType::*;
+    let (t, condition, text) = match status {
+        400 => (Modify, "bad-request", None),
+        401 => (Auth, "not-authorized", None),
+        402 => (Auth, "forbidden", Some("Payment required")),
+        403 => (Auth, "forbidden", None),
+        404 => (Cancel, "item-not-found", None),
+        410 => (Cancel, "gone", None),
+        500 => (Cancel, "internal-server-error", None),
+        501 => (Cancel, "feature-not-implemented", None),
+        502 => (Cancel, "remote-server-timeout", Some("Bad gateway")),
+        503 => (
+            Wait,
+            "remote-server-timeout",
+            Some("Service temporarily unavailable"),
+        ),
+        504 => (Wait, "remote-server-timeout", Some("Gateway timeout")),
+        _ => (Cancel, "service-unavailable", None),
+    };
+    let error = StanzaError::new(t, condition);
+    match text {
+        Some(text) => error.with_text(text),
+        None => error,
+    }
+}
+
+/// reqwest's top-level error says little ("error sending request"); the cause says why.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_type_accepts_parameters() {
+        assert!(is_json_media_type("application/json"));
+        assert!(is_json_media_type("application/json; charset=utf-8"));
+        assert!(is_json_media_type("Application/JSON"));
+        assert!(!is_json_media_type("text/plain"));
+        assert!(!is_json_media_type("application/x-www-form-urlencoded"));
+        assert!(!is_json_media_type("application/jsonx"));
+    }
+}

@@ -1,0 +1,410 @@
+//! The XEP-0114 component connection: the only user of tokio-xmpp's stream layer. Connects,
+//! performs the handshake, keeps the stream alive, reconnects with backoff, and owns the queue of
+//! outgoing stanzas that survives reconnects.
+//!
+//! It works on tokio-xmpp's XML stream of minidom `Element`s rather than its high-level
+//! `Component`, because the webhook must see each stanza as received (no typed re-serialisation,
+//! nothing dropped by a strict parser) and the operator must see why a stream ended.
+
+use std::io;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rand::Rng;
+use tokio::io::BufStream;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_xmpp::minidom::Element;
+use tokio_xmpp::parsers::component::Handshake;
+use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
+
+use crate::stanza::{self, Kind, NS_COMPONENT, NS_PING};
+
+const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+const KEEPALIVE_ID_PREFIX: &str = "stanzahook-keepalive-";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+type Stream = XmlStream<BufStream<TcpStream>, Element>;
+
+/// What the connection needs to know.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    /// `host:port` of the server's component listener.
+    pub server: String,
+    /// The component's domain.
+    pub domain: String,
+    pub secret: String,
+    /// Silence after which a keepalive ping is sent.
+    pub keepalive: Duration,
+    /// Silence after the ping after which the server is declared dead.
+    pub dead_after: Duration,
+    /// Replies held while disconnected.
+    pub queue_capacity: usize,
+}
+
+/// The sending side of the component: cheap to clone, never blocks.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Element>,
+}
+
+impl Outbox {
+    /// Queues a stanza for sending. The queue is held across reconnects; when it is full (the
+    /// server has been away long enough to fill it), the stanza is dropped and logged with its
+    /// recipient, so nothing disappears silently.
+    pub fn send(&self, el: Element) {
+        if let Err(e) = self.tx.try_send(el) {
+            let (why, el) = match e {
+                mpsc::error::TrySendError::Full(el) => ("outgoing queue is full", el),
+                mpsc::error::TrySendError::Closed(el) => ("connection is shut down", el),
+            };
+            tracing::error!(
+                to = el.attr("to").unwrap_or(""),
+                kind = el.name(),
+                id = el.attr("id").unwrap_or(""),
+                "stanza not sent: {why}"
+            );
+        }
+    }
+}
+
+/// Starts the connection task. Incoming stanzas arrive on the returned receiver (bounded: a slow
+/// consumer slows reading from the server, it never grows memory). The task ends once
+/// `stop_reading` is cancelled and every `Outbox` clone is dropped and its queue sent.
+pub fn spawn(
+    settings: ConnectionSettings,
+    stop_reading: CancellationToken,
+    status: tokio::sync::watch::Sender<bool>,
+) -> (Outbox, mpsc::Receiver<Element>, tokio::task::JoinHandle<()>) {
+    let (out_tx, out_rx) = mpsc::channel(settings.queue_capacity.max(1));
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let task = tokio::spawn(run(settings, stop_reading, status, out_rx, in_tx));
+    (Outbox { tx: out_tx }, in_rx, task)
+}
+
+async fn run(
+    settings: ConnectionSettings,
+    stop_reading: CancellationToken,
+    status: tokio::sync::watch::Sender<bool>,
+    mut outgoing: mpsc::Receiver<Element>,
+    incoming: mpsc::Sender<Element>,
+) {
+    let mut failures: u32 = 0;
+    let mut unsent: Option<Element> = None;
+    loop {
+        if stop_reading.is_cancelled()
+            && outgoing.is_closed()
+            && outgoing.is_empty()
+            && unsent.is_none()
+        {
+            return;
+        }
+        tracing::info!(server = %settings.server, domain = %settings.domain, "connecting");
+        match connect(&settings).await {
+            Ok(stream) => {
+                failures = 0;
+                tracing::info!(server = %settings.server, domain = %settings.domain, "connected, serving {}", settings.domain);
+                status.send_replace(true);
+                let end = serve(
+                    stream,
+                    &settings,
+                    &stop_reading,
+                    &mut outgoing,
+                    &incoming,
+                    &mut unsent,
+                )
+                .await;
+                status.send_replace(false);
+                match end {
+                    SessionEnd::Finished => {
+                        tracing::info!("stream closed");
+                        return;
+                    }
+                    SessionEnd::Lost(why) => tracing::warn!("connection lost: {why}"),
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::error!("{e}");
+            }
+        }
+        let delay = backoff(failures);
+        tracing::info!(
+            "reconnecting in {} ms (attempt {})",
+            delay.as_millis(),
+            failures + 1
+        );
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Exponential backoff with full jitter: the first retry comes within a second, later ones
+/// spread out up to 30 s so that many components do not hammer a restarting server together.
+fn backoff(failures: u32) -> Duration {
+    let ceiling = FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(failures.min(16)))
+        .min(MAX_RETRY);
+    let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
+
+/// Why a connection attempt failed, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(
+        "cannot connect to {server}: {source} (is the server running, and is its component port {server}?)"
+    )]
+    Tcp { server: String, source: io::Error },
+    #[error("connection to {server} timed out")]
+    Timeout { server: String },
+    #[error("stream with {server} failed: {source}")]
+    Stream { server: String, source: io::Error },
+    #[error("{server} sent no stream id; is {server} an XMPP component port (XEP-0114)?")]
+    NoStreamId { server: String },
+    #[error("handshake refused by {server}: {condition}{text} — {hint}")]
+    Refused {
+        server: String,
+        condition: String,
+        text: String,
+        hint: String,
+    },
+    #[error("{server} closed the stream during the handshake (wrong secret or unknown domain?)")]
+    ClosedDuringHandshake { server: String },
+}
+
+async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> {
+    let server = settings.server.clone();
+    let attempt = async {
+        let tcp = TcpStream::connect(&settings.server)
+            .await
+            .map_err(|source| ConnectError::Tcp {
+                server: server.clone(),
+                source,
+            })?;
+        // Stanzas are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+        let header = StreamHeader {
+            from: None,
+            to: Some(settings.domain.as_str().into()),
+            id: None,
+        };
+        let timeouts = Timeouts {
+            read_timeout: settings.keepalive,
+            response_timeout: settings.dead_after,
+        };
+        let mut pending =
+            xmlstream::initiate_stream(BufStream::new(tcp), NS_COMPONENT, header, timeouts)
+                .await
+                .map_err(|source| ConnectError::Stream {
+                    server: server.clone(),
+                    source,
+                })?;
+        let stream_id = pending
+            .take_header()
+            .id
+            .map(|id| id.into_owned())
+            .ok_or_else(|| ConnectError::NoStreamId {
+                server: server.clone(),
+            })?;
+        // Component streams carry no stream features (XEP-0114 predates them).
+        let mut stream: Stream = pending.skip_features();
+        let handshake = Element::from(Handshake::from_stream_id_and_password(
+            stream_id,
+            &settings.secret,
+        ));
+        stream
+            .send(&handshake)
+            .await
+            .map_err(|source| ConnectError::Stream {
+                server: server.clone(),
+                source,
+            })?;
+        loop {
+            match stream.next().await {
+                Some(Ok(el)) if el.name() == "handshake" && el.ns() == NS_COMPONENT => {
+                    return Ok(stream);
+                }
+                Some(Ok(el)) if is_stream_error(&el) => {
+                    let (condition, text) = stream_error_condition(&el);
+                    let hint = refusal_hint(&condition, settings);
+                    return Err(ConnectError::Refused {
+                        server: server.clone(),
+                        condition,
+                        text,
+                        hint,
+                    });
+                }
+                Some(Ok(el)) => {
+                    tracing::debug!("ignoring <{}/> before the handshake answer", el.name())
+                }
+                Some(Err(ReadError::SoftTimeout)) | Some(Err(ReadError::ParseError(_))) => {}
+                Some(Err(ReadError::HardError(source))) => {
+                    return Err(ConnectError::Stream {
+                        server: server.clone(),
+                        source,
+                    });
+                }
+                Some(Err(ReadError::StreamFooterReceived)) | None => {
+                    return Err(ConnectError::ClosedDuringHandshake {
+                        server: server.clone(),
+                    });
+                }
+            }
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or(Err(ConnectError::Timeout {
+            server: settings.server.clone(),
+        }))
+}
+
+fn refusal_hint(condition: &str, settings: &ConnectionSettings) -> String {
+    let domain = &settings.domain;
+    match condition {
+        "not-authorized" => {
+            format!("check that the secret matches the server's component_secret for {domain}")
+        }
+        "host-unknown" | "improper-addressing" => {
+            format!(
+                "the server has no external component {domain} configured (Prosody: Component \"{domain}\")"
+            )
+        }
+        "conflict" => format!("another connection is already serving {domain}"),
+        _ => format!("check the server's component configuration for {domain}"),
+    }
+}
+
+fn is_stream_error(el: &Element) -> bool {
+    el.name() == "error" && el.ns() == NS_STREAMS
+}
+
+/// The defined condition and the optional text of a `<stream:error/>`.
+fn stream_error_condition(el: &Element) -> (String, String) {
+    let condition = el
+        .children()
+        .find(|c| c.ns() == NS_STREAM_ERRORS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+        .unwrap_or_else(|| "undefined-condition".to_owned());
+    let text = el
+        .children()
+        .find(|c| c.ns() == NS_STREAM_ERRORS && c.name() == "text")
+        .map(|t| format!(" ({})", t.text()))
+        .unwrap_or_default();
+    (condition, text)
+}
+
+enum SessionEnd {
+    /// Shut down on purpose: the queue is sent and the stream closed.
+    Finished,
+    Lost(String),
+}
+
+async fn serve(
+    mut stream: Stream,
+    settings: &ConnectionSettings,
+    stop_reading: &CancellationToken,
+    outgoing: &mut mpsc::Receiver<Element>,
+    incoming: &mpsc::Sender<Element>,
+    unsent: &mut Option<Element>,
+) -> SessionEnd {
+    if let Some(el) = unsent.take()
+        && let Err(e) = stream.send(&el).await
+    {
+        *unsent = Some(el);
+        return SessionEnd::Lost(format!("send failed: {e}"));
+    }
+    let mut pings: u64 = 0;
+    loop {
+        tokio::select! {
+            read = stream.next(), if !stop_reading.is_cancelled() => match read {
+                Some(Ok(el)) if is_stream_error(&el) => {
+                    let (condition, text) = stream_error_condition(&el);
+                    return SessionEnd::Lost(format!("server sent stream error {condition}{text}"));
+                }
+                Some(Ok(el)) if is_keepalive_echo(&el, &settings.domain) => {}
+                Some(Ok(el)) if Kind::of(&el).is_some() => {
+                    if incoming.send(el).await.is_err() {
+                        // Nobody processes stanzas any more; keep sending what is queued.
+                        stop_reading.cancel();
+                    }
+                }
+                Some(Ok(el)) => tracing::debug!("ignoring non-stanza <{}/> from the server", el.name()),
+                Some(Err(ReadError::SoftTimeout)) => {
+                    pings += 1;
+                    let ping = keepalive_ping(&settings.domain, pings);
+                    if let Err(e) = stream.send(&ping).await {
+                        return SessionEnd::Lost(format!("keepalive failed: {e}"));
+                    }
+                }
+                Some(Err(ReadError::ParseError(e))) => tracing::warn!("unparsable element from the server skipped: {e}"),
+                Some(Err(ReadError::HardError(e))) if e.kind() == io::ErrorKind::TimedOut => {
+                    return SessionEnd::Lost(format!("server silent for {} s after a keepalive ping", settings.dead_after.as_secs()));
+                }
+                Some(Err(ReadError::HardError(e))) => return SessionEnd::Lost(e.to_string()),
+                Some(Err(ReadError::StreamFooterReceived)) | None => return SessionEnd::Lost("server closed the stream".into()),
+            },
+            next = outgoing.recv() => match next {
+                Some(el) => {
+                    if let Err(e) = stream.send(&el).await {
+                        *unsent = Some(el);
+                        return SessionEnd::Lost(format!("send failed: {e}"));
+                    }
+                }
+                None => {
+                    // Every producer is gone: shutdown after draining. Close politely.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), stream.shutdown()).await;
+                    return SessionEnd::Finished;
+                }
+            },
+        }
+    }
+}
+
+/// A ping from the domain to itself: it travels through the server and back, so its echo proves
+/// the whole path is alive, on any server, without knowing the server's own domain.
+fn keepalive_ping(domain: &str, n: u64) -> Element {
+    let mut iq = stanza::new_stanza(Kind::Iq, domain, domain);
+    stanza::set_attr(&mut iq, "type", "get");
+    stanza::set_attr(&mut iq, "id", &format!("{KEEPALIVE_ID_PREFIX}{n}"));
+    iq.append_child(Element::bare("ping", NS_PING));
+    iq
+}
+
+fn is_keepalive_echo(el: &Element, domain: &str) -> bool {
+    el.name() == "iq"
+        && el.attr("from") == Some(domain)
+        && el
+            .attr("id")
+            .is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_under_a_second_and_caps_at_thirty() {
+        for _ in 0..100 {
+            assert!(backoff(0) <= Duration::from_secs(1));
+            assert!(backoff(30) <= MAX_RETRY);
+            assert!(backoff(30) >= MAX_RETRY / 2);
+        }
+    }
+
+    #[test]
+    fn stream_error_condition_and_text() {
+        let el: Element = "<error xmlns='http://etherx.jabber.org/streams'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>taken</text></error>"
+            .parse()
+            .expect("parses");
+        assert!(is_stream_error(&el));
+        assert_eq!(
+            stream_error_condition(&el),
+            ("conflict".to_owned(), " (taken)".to_owned())
+        );
+    }
+}
