@@ -158,6 +158,11 @@ fn from_keys(
         }
         el.append_child(Element::builder("body", NS_COMPONENT).append(body).build());
     }
+    if type_ == Some("error") {
+        // RFC 6120 §8.3.2: an error stanza carries an <error/>; the webhook gave no detail.
+        let undefined = StanzaError::new(ErrorType::Cancel, "undefined-condition");
+        el.append_child(stanza::error_element(&undefined));
+    }
     Ok(el)
 }
 

@@ -171,19 +171,24 @@ pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
         set_attr(&mut reply, "id", id);
     }
     set_attr(&mut reply, "type", "error");
-    let mut err = Element::builder("error", NS_COMPONENT)
+    reply.append_child(error_element(error));
+    reply
+}
+
+/// The `<error/>` child of an error stanza.
+pub fn error_element(error: &StanzaError) -> Element {
+    let mut el = Element::builder("error", NS_COMPONENT)
         .attr(xml_ncname!("type").to_owned(), error.error_type.as_str())
         .append(Element::bare(error.condition, NS_STANZAS))
         .build();
     if let Some(text) = &error.text {
-        err.append_child(
+        el.append_child(
             Element::builder("text", NS_STANZAS)
                 .append(text.as_str())
                 .build(),
         );
     }
-    reply.append_child(err);
-    reply
+    el
 }
 
 /// The stanza as an XML string the way the reference (Prosody's serializer) writes it: without

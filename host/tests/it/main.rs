@@ -1,1 +1,11 @@
-fn main() {}
+//! stanzahook's integration tests: one binary, a module per area (Wasmtime's layout).
+//! The bridge tests run a real Prosody, a real XMPP client and a real HTTP webhook.
+
+mod bridge;
+mod builtin;
+mod cli;
+mod connection;
+mod examples;
+mod golden;
+mod harness;
+mod outcomes;

@@ -1,0 +1,188 @@
+//! Data-driven golden tests of the JSON contract (SPEC §3.2, §4): a stanza in, the event JSON
+//! out; an answer in, the reply stanzas out. Cases live in `golden/*.txt`; run with
+//! `UPDATE_GOLDEN=1` to rewrite the expectations after a deliberate change, then review the diff.
+
+use std::path::{Path, PathBuf};
+
+use stanzahook::stanza;
+use stanzahook::{payload, webhook};
+
+const DOMAIN: &str = "bot.example.org";
+
+/// One case: a name, its input sections, and the expected output.
+struct Case {
+    name: String,
+    inputs: Vec<String>,
+    expected: String,
+}
+
+fn golden_path(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/golden")
+        .join(file)
+}
+
+/// File format: `=== name`, then input sections separated by `---`, and the expectation after
+/// `>>>`. Lines starting with `#` before the first case are comments.
+fn parse(text: &str) -> (String, Vec<Case>) {
+    let mut header = String::new();
+    let mut cases = Vec::new();
+    for (i, chunk) in text.split("\n=== ").enumerate() {
+        if i == 0 && !chunk.starts_with("=== ") {
+            header = chunk.trim_end().to_owned();
+            continue;
+        }
+        let chunk = chunk.strip_prefix("=== ").unwrap_or(chunk);
+        let (name, rest) = chunk.split_once('\n').expect("case has a body");
+        let (inputs, expected) = rest
+            .split_once("\n>>>\n")
+            .unwrap_or_else(|| panic!("case {name} has no >>>"));
+        cases.push(Case {
+            name: name.trim().to_owned(),
+            inputs: inputs
+                .split("\n---\n")
+                .map(|s| s.trim().to_owned())
+                .collect(),
+            expected: expected.trim().to_owned(),
+        });
+    }
+    (header, cases)
+}
+
+/// Runs every case of `file` through `run` and compares (or rewrites, with UPDATE_GOLDEN=1).
+fn check(file: &str, run: impl Fn(&[String]) -> String) {
+    let path = golden_path(file);
+    let text = std::fs::read_to_string(&path).expect("golden file");
+    let (header, cases) = parse(&text);
+    assert!(!cases.is_empty(), "{file} has no cases");
+    let mut failures = Vec::new();
+    let mut updated = format!("{header}\n");
+    for case in &cases {
+        let actual = run(&case.inputs).trim().to_owned();
+        if actual != case.expected {
+            failures.push(format!(
+                "--- {}\nexpected:\n{}\nactual:\n{}",
+                case.name, case.expected, actual
+            ));
+        }
+        updated.push_str(&format!(
+            "\n=== {}\n{}\n>>>\n{}\n",
+            case.name,
+            case.inputs.join("\n---\n"),
+            actual
+        ));
+    }
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, updated).expect("rewrite golden file");
+        return;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases in {file} differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// Random ids (iq requests the webhook starts) are masked so outputs are stable.
+fn mask_ids(s: String) -> String {
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find("\"sh-") {
+        out.push_str(&rest[..i]);
+        out.push_str("\"sh-<random>");
+        rest = &rest[i + 4 + 16..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn stanza_to_event_json() {
+    check("events.txt", |inputs| {
+        let el = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+        serde_json::to_string_pretty(&payload::event(&el)).expect("json")
+    });
+}
+
+#[test]
+fn answer_to_reply_stanzas() {
+    check("replies.txt", |inputs| {
+        let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+        let answer: serde_json::Value =
+            serde_json::from_str(&inputs[1]).expect("test answer is JSON");
+        match payload::replies(&answer, &original, DOMAIN) {
+            Ok(replies) => mask_ids(
+                replies
+                    .iter()
+                    .map(stanza::to_xml_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            Err(e) => format!("error: {}", e.to_stanza_error()),
+        }
+    });
+}
+
+#[test]
+fn http_status_to_stanza_error() {
+    check("statuses.txt", |inputs| {
+        inputs[0]
+            .lines()
+            .map(|status| {
+                let code: u16 = status.trim().parse().expect("status");
+                format!("{code}: {}", webhook::status_error(code))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+}
+
+#[test]
+fn hundred_kilobyte_body_and_non_bmp_text_survive() {
+    let text = format!("{}🎉𝄞", "ab<&>'\"".repeat(100 * 1024 / 7));
+    let mut el = stanza::new_stanza(
+        stanza::Kind::Message,
+        "a@example.org/r",
+        "echo@bot.example.org",
+    );
+    el.append_child(
+        tokio_xmpp::minidom::Element::builder("body", stanza::NS_COMPONENT)
+            .append(text.as_str())
+            .build(),
+    );
+    let event = payload::event(&el);
+    assert_eq!(event["body"], text.as_str());
+    let reparsed =
+        stanza::parse_received(event["stanza"].as_str().expect("string")).expect("reparses");
+    assert_eq!(
+        reparsed, el,
+        "the stanza string is faithful XML of the stanza"
+    );
+
+    let replies =
+        payload::replies(&serde_json::json!({ "body": text }), &el, DOMAIN).expect("reply");
+    let body = replies[0]
+        .get_child("body", stanza::NS_COMPONENT)
+        .expect("body")
+        .text();
+    assert_eq!(body, text);
+}
+
+#[test]
+fn error_reply_never_answers_errors() {
+    // The gate in the pipeline relies on this classification.
+    for (xml, unanswerable) in [
+        ("<message type='error'/>", true),
+        ("<iq type='result' id='1'/>", true),
+        ("<iq type='error' id='1'/>", true),
+        ("<presence type='error'/>", true),
+        ("<message type='result'/>", false),
+        ("<message type='chat'/>", false),
+        ("<iq type='get' id='1'/>", false),
+    ] {
+        let el = stanza::parse_received(xml).expect("parses");
+        assert_eq!(stanza::is_unanswerable(&el), unanswerable, "{xml}");
+    }
+}

@@ -1,0 +1,136 @@
+//! One bridge per test: Prosody on free loopback ports, the scriptable webhook, the stanzahook
+//! binary serving `bot.localhost`, and alice logged in as a real client.
+
+use std::path::Path;
+use std::time::Duration;
+
+use testkit::{HostProcess, Prosody, ProsodySetup, TestWebhook, XmppClient};
+
+pub const DOMAIN: &str = "bot.localhost";
+pub const SECRET: &str = "s3cret";
+/// Long enough for a loaded 2-core CI machine; only waits that end early use it.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long "nothing arrives" is watched for.
+pub const QUIET: Duration = Duration::from_millis(600);
+
+pub fn stanzahook_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_stanzahook"))
+}
+
+#[derive(Debug)]
+pub struct Bridge {
+    pub prosody: Prosody,
+    pub webhook: TestWebhook,
+    pub host: HostProcess,
+    pub alice: XmppClient,
+    _config_dir: tempfile::TempDir,
+}
+
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    /// `--stanzas` value.
+    pub stanzas: Option<&'a str>,
+    /// Extra TOML for the config file.
+    pub toml: &'a str,
+    /// A webhook URL other than the test webhook's.
+    pub post_url: Option<String>,
+}
+
+impl Bridge {
+    /// A running bridge, or `None` (with a loud message) where Prosody is missing outside CI.
+    pub async fn start(options: Options<'_>) -> Option<Bridge> {
+        if !testkit::require_program("prosody", "apt-get install prosody") {
+            return None;
+        }
+        let setup = ProsodySetup::default()
+            .component(DOMAIN, SECRET)
+            .user("alice", "alicepw")
+            .user("bob", "bobpw");
+        let prosody = Prosody::start(&setup).expect("prosody starts");
+        let webhook = TestWebhook::start().await.expect("webhook starts");
+        let config_dir = tempfile::tempdir().expect("tempdir");
+        let config = config_dir.path().join("stanzahook.toml");
+        std::fs::write(&config, options.toml).expect("write config");
+        let mut args: Vec<String> = [
+            "run",
+            "--config",
+            &config.display().to_string(),
+            "--domain",
+            DOMAIN,
+            "--server",
+            &prosody.component_addr(),
+            "--secret",
+            SECRET,
+            "--post-url",
+            options.post_url.as_deref().unwrap_or(&webhook.url),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if let Some(stanzas) = options.stanzas {
+            args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
+        }
+        let mut host = HostProcess::start(stanzahook_bin(), &args).expect("stanzahook starts");
+        host.wait_for_log("connected, serving", WAIT)
+            .await
+            .expect("stanzahook connects");
+        let alice = match XmppClient::login(prosody.c2s_port, "alice", "alicepw").await {
+            Ok(client) => client,
+            Err(e) => panic!(
+                "alice cannot log in: {e:#}\nprosody log:\n{}",
+                prosody.log()
+            ),
+        };
+        Some(Bridge {
+            prosody,
+            webhook,
+            host,
+            alice,
+            _config_dir: config_dir,
+        })
+    }
+
+    /// Waits until the webhook has seen `n` requests.
+    pub async fn webhook_saw(&self, n: usize) -> Vec<testkit::webhook::Recorded> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let requests = self.webhook.requests();
+            if requests.len() >= n || tokio::time::Instant::now() > deadline {
+                assert_eq!(
+                    requests.len(),
+                    n,
+                    "webhook requests; host log:\n{}",
+                    self.host.log()
+                );
+                return requests;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asserts that alice receives nothing for a while.
+    pub async fn expect_silence(&mut self) {
+        let got = self.alice.drain(QUIET).await.expect("client ok");
+        assert!(
+            got.is_empty(),
+            "expected no stanza, got: {:?}\nhost log:\n{}\nprosody log:\n{}",
+            got.iter().map(String::from).collect::<Vec<_>>(),
+            self.host.log(),
+            self.prosody.log()
+        );
+    }
+}
+
+/// The message alice sends to `to` with `body`, written as XML.
+pub fn message(to: &str, body: &str) -> String {
+    let mut escaped = String::new();
+    for c in body.chars() {
+        match c {
+            '<' => escaped.push_str("&lt;"),
+            '&' => escaped.push_str("&amp;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    format!("<message to='{to}' type='chat'><body>{escaped}</body></message>")
+}

@@ -1,0 +1,108 @@
+//! The stanzahook binary as a child process, the way an operator runs it; its log goes to a
+//! file that tests can wait on and read.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+#[derive(Debug)]
+pub struct HostProcess {
+    child: Child,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostProcess {
+    /// Starts `bin` with `args` (e.g. `["run", "--domain", …]`).
+    pub fn start(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
+        let dir = tempfile::Builder::new()
+            .prefix("stanzahook-host-")
+            .tempdir()?;
+        let log_path = dir.path().join("stanzahook.log");
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(bin)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .env_remove("STANZAHOOK_SECRET")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(HostProcess {
+            child,
+            log_path,
+            _dir: dir,
+        })
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_for_log(&mut self, needle: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "stanzahook exited ({status}) before logging {needle:?}; its log:\n{}",
+                    self.log()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "stanzahook did not log {needle:?} within {} ms; its log:\n{}",
+                    within.as_millis(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM, as systemd does on stop.
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -TERM failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "stanzahook still running after {} ms; its log:\n{}",
+                    within.as_millis(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,190 @@
+//! Prosody on loopback: a throwaway config and data dir, free ports, accounts written directly
+//! into its `internal_plain` store, killed when dropped.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// What the server should serve.
+#[derive(Debug, Clone, Default)]
+pub struct ProsodySetup {
+    /// External components: (domain, secret).
+    pub components: Vec<(String, String)>,
+    /// Accounts on `localhost`: (user, password).
+    pub users: Vec<(String, String)>,
+}
+
+impl ProsodySetup {
+    pub fn component(mut self, domain: &str, secret: &str) -> Self {
+        self.components.push((domain.into(), secret.into()));
+        self
+    }
+
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into()));
+        self
+    }
+}
+
+/// A running Prosody. The client domain is always `localhost`.
+#[derive(Debug)]
+pub struct Prosody {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub c2s_port: u16,
+    pub component_port: u16,
+}
+
+pub const CLIENT_DOMAIN: &str = "localhost";
+
+impl Prosody {
+    /// Starts Prosody and waits until both its ports accept connections.
+    pub fn start(setup: &ProsodySetup) -> anyhow::Result<Prosody> {
+        let dir = tempfile::Builder::new()
+            .prefix("stanzahook-prosody-")
+            .tempdir()?;
+        let c2s_port = crate::free_port()?;
+        let component_port = crate::free_port()?;
+        std::fs::create_dir_all(dir.path().join("certs"))?;
+        let accounts = dir.path().join("data").join(CLIENT_DOMAIN).join("accounts");
+        std::fs::create_dir_all(&accounts)?;
+        for (user, password) in &setup.users {
+            std::fs::write(
+                accounts.join(format!("{user}.dat")),
+                format!("return {{ [\"password\"] = {}; }};\n", lua_string(password)),
+            )?;
+        }
+        std::fs::write(
+            dir.path().join("prosody.cfg.lua"),
+            config(dir.path(), c2s_port, component_port, setup),
+        )?;
+        let mut prosody = Prosody {
+            dir,
+            child: None,
+            c2s_port,
+            component_port,
+        };
+        prosody.spawn()?;
+        Ok(prosody)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("console.log"))?;
+        let child = Command::new("prosody")
+            .arg("--config")
+            .arg(self.dir.path().join("prosody.cfg.lua"))
+            .arg("-F")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start prosody (apt-get install prosody)")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for port in [self.c2s_port, self.component_port] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if let Some(child) = self.child.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
+                    bail!("prosody exited with {status}; its log:\n{}", self.log());
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "prosody did not open port {port} within 15 s; its log:\n{}",
+                        self.log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the server (as a crash would), keeping its data.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports after `kill`.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    pub fn component_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.component_port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Prosody's own log, for failure messages.
+    pub fn log(&self) -> String {
+        let read =
+            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("console.log"), read("prosody.log"))
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn lua_string(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn config(dir: &Path, c2s_port: u16, component_port: u16, setup: &ProsodySetup) -> String {
+    let path = |p: &str| lua_string(&dir.join(p).display().to_string());
+    let mut cfg = format!(
+        r#"-- Throwaway Prosody for stanzahook's tests: loopback only, no TLS, no s2s, no HTTP.
+run_as_root = true
+pidfile = {pid}
+data_path = {data}
+certificates = {certs}
+log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = {log} }} }}
+modules_enabled = {{ "roster", "saslauth", "disco", "ping", "presence", "message", "iq", "posix" }}
+modules_disabled = {{ "s2s", "tls", "offline" }}
+authentication = "internal_plain"
+storage = "internal"
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+c2s_ports = {{ {c2s_port} }}
+c2s_interfaces = {{ "127.0.0.1" }}
+c2s_direct_tls_ports = {{ }}
+s2s_ports = {{ }}
+component_ports = {{ {component_port} }}
+component_interfaces = {{ "127.0.0.1" }}
+http_ports = {{ }}
+https_ports = {{ }}
+limits = {{ c2s = {{ rate = "10mb/s" }} }}
+
+VirtualHost "{CLIENT_DOMAIN}"
+"#,
+        pid = path("prosody.pid"),
+        data = path("data"),
+        certs = path("certs"),
+        log = path("prosody.log"),
+    );
+    for (domain, secret) in &setup.components {
+        let _ = write!(
+            cfg,
+            "\nComponent {}\n    component_secret = {}\n",
+            lua_string(domain),
+            lua_string(secret)
+        );
+    }
+    cfg
+}

@@ -1,0 +1,153 @@
+//! A scriptable webhook (a real HTTP server, axum on loopback). What it answers depends on the
+//! local part of the stanza's `to`, so one server covers every outcome of SPEC §4:
+//!
+//! | `to` local part | answer |
+//! | --- | --- |
+//! | `echo` (and anything not below) | `{"body": <the body>}`, or 204 without a body |
+//! | `json` | 200 `application/json` with the message body as the answer text, verbatim |
+//! | `sNNN`, e.g. `s404` | HTTP NNN, empty body |
+//! | `plain` | 200 `text/plain` |
+//! | `text` | `{"body": "text answer"}`, whatever the stanza |
+//! | `charset` | 200 `application/json; charset=utf-8` `{"body": "charset ok"}` |
+//! | `slow` | sleeps 3 s, then echoes |
+//! | `redirect` | 302 to `/` |
+//! | `huge` | 200 JSON of 2 MiB |
+//! | `bigreply` | 200 JSON whose reply stanza would be 300 KiB |
+//! | `iq` | `{"kind": "iq", "stanza": ...}` style answers: `{"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}` |
+//!
+//! Every request is recorded with its headers and JSON body.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// One request the webhook received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub headers: HeaderMap,
+    pub event: Value,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+}
+
+#[derive(Debug)]
+pub struct TestWebhook {
+    pub url: String,
+    shared: Arc<Shared>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl TestWebhook {
+    /// Starts the webhook on a free loopback port, in the current tokio runtime.
+    pub async fn start() -> anyhow::Result<TestWebhook> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let app = Router::new().fallback(hook).with_state(shared.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(TestWebhook {
+            url: format!("http://{addr}/"),
+            shared,
+            server,
+        })
+    }
+
+    /// All requests so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared
+            .requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestWebhook {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("not JSON: {e}")).into_response(),
+    };
+    if let Ok(mut requests) = shared.requests.lock() {
+        requests.push(Recorded {
+            headers,
+            event: event.clone(),
+        });
+    }
+    let to = event["to"].as_str().unwrap_or("");
+    let node = to.split_once('@').map(|(n, _)| n).unwrap_or("");
+    let body = event["body"].as_str().unwrap_or("").to_owned();
+    match node {
+        "json" => json_text("application/json", body),
+        "plain" => json_text("text/plain", "hello".into()),
+        "text" => json_text(
+            "application/json",
+            json!({"body": "text answer"}).to_string(),
+        ),
+        "charset" => json_text(
+            "application/json; charset=utf-8",
+            json!({"body": "charset ok"}).to_string(),
+        ),
+        "redirect" => (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response(),
+        "huge" => json_text(
+            "application/json",
+            json!({"body": "x".repeat(2 * 1024 * 1024)}).to_string(),
+        ),
+        "bigreply" => json_text(
+            "application/json",
+            json!({"body": "y".repeat(300 * 1024)}).to_string(),
+        ),
+        "iq" => json_text(
+            "application/json",
+            json!({"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"})
+                .to_string(),
+        ),
+        "slow" => {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            echo(&body)
+        }
+        n if n.len() == 4 && n.starts_with('s') => match n[1..]
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
+            Some(status) => status.into_response(),
+            None => echo(&body),
+        },
+        _ => echo(&body),
+    }
+}
+
+fn echo(body: &str) -> Response {
+    if body.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        json_text("application/json", json!({"body": body}).to_string())
+    }
+}
+
+fn json_text(content_type: &'static str, text: String) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        text,
+    )
+        .into_response()
+}
