@@ -16,6 +16,7 @@ class Echo(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         event = json.loads(self.rfile.read(length) or b"{}")
+        sys.stderr.write(f"echo webhook: received {json.dumps(event, ensure_ascii=False)}\n")
         if event.get("kind") == "message" and event.get("body"):
             answer = json.dumps({"body": event["body"]}).encode()
             self.send_response(200)

@@ -345,7 +345,10 @@ async fn serve(
                 Some(Err(ReadError::HardError(e))) if e.kind() == io::ErrorKind::TimedOut => {
                     return SessionEnd::Lost(format!("server silent for {} s after a keepalive ping", settings.dead_after.as_secs()));
                 }
-                Some(Err(ReadError::HardError(e))) => return SessionEnd::Lost(e.to_string()),
+                Some(Err(ReadError::HardError(e))) if e.to_string().contains("eof") => {
+                    return SessionEnd::Lost(format!("the server closed the connection ({e})"));
+                }
+                Some(Err(ReadError::HardError(e))) => return SessionEnd::Lost(format!("read failed: {e}")),
                 Some(Err(ReadError::StreamFooterReceived)) | None => return SessionEnd::Lost("server closed the stream".into()),
             },
             next = outgoing.recv() => match next {
