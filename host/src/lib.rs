@@ -30,8 +30,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         dead_after: config.connection.dead_after,
         queue_capacity: config.connection.max_queued,
     };
-    let (status, _) = tokio::sync::watch::channel(false);
-    let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone(), status);
+    let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
     tracing::info!(
         "forwarding {} to {}",
         config

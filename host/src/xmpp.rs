@@ -78,18 +78,16 @@ impl Outbox {
 pub fn spawn(
     settings: ConnectionSettings,
     stop_reading: CancellationToken,
-    status: tokio::sync::watch::Sender<bool>,
 ) -> (Outbox, mpsc::Receiver<Element>, tokio::task::JoinHandle<()>) {
     let (out_tx, out_rx) = mpsc::channel(settings.queue_capacity.max(1));
     let (in_tx, in_rx) = mpsc::channel(64);
-    let task = tokio::spawn(run(settings, stop_reading, status, out_rx, in_tx));
+    let task = tokio::spawn(run(settings, stop_reading, out_rx, in_tx));
     (Outbox { tx: out_tx }, in_rx, task)
 }
 
 async fn run(
     settings: ConnectionSettings,
     stop_reading: CancellationToken,
-    status: tokio::sync::watch::Sender<bool>,
     mut outgoing: mpsc::Receiver<Element>,
     incoming: mpsc::Sender<Element>,
 ) {
@@ -108,7 +106,6 @@ async fn run(
             Ok(stream) => {
                 failures = 0;
                 tracing::info!(server = %settings.server, domain = %settings.domain, "connected, serving {}", settings.domain);
-                status.send_replace(true);
                 let end = serve(
                     stream,
                     &settings,
@@ -118,7 +115,6 @@ async fn run(
                     &mut unsent,
                 )
                 .await;
-                status.send_replace(false);
                 match end {
                     SessionEnd::Finished => {
                         tracing::info!("stream closed");
