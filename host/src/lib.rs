@@ -8,6 +8,7 @@ pub mod pipeline;
 pub mod shutdown;
 pub mod stanza;
 pub mod webhook;
+pub mod xml_depth;
 pub mod xmpp;
 
 use std::sync::Arc;

@@ -270,6 +270,8 @@ pub enum ParseStanzaError {
     NotAStanza(String),
     #[error("`stanza` has namespace `{0}`; use none or jabber:client")]
     ForeignNamespace(String),
+    #[error("`stanza` is {0}")]
+    TooDeep(#[from] crate::xml_depth::TooDeep),
 }
 
 /// Parses a webhook's `stanza` string into one stanza in the component namespace (SPEC §4.2).
@@ -278,6 +280,8 @@ pub enum ParseStanzaError {
 /// an element without `xmlns` lands in it; `jabber:client` is rewritten to it throughout, since
 /// Prosody bounces a component's stanza that declares `jabber:client`.
 pub fn parse_stanza_override(xml: &str) -> Result<Element, ParseStanzaError> {
+    // minidom recurses per level: refuse deep nesting before it builds anything.
+    crate::xml_depth::check(xml, crate::xml_depth::MAX_STANZA_DEPTH)?;
     // The parser stops at the end of the wrapper, so text that closes it early must not get in.
     if xml.contains(WRAPPER) {
         return Err(ParseStanzaError::Xml(format!("`{WRAPPER}` is reserved")));

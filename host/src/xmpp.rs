@@ -20,6 +20,7 @@ use tokio_xmpp::parsers::component::Handshake;
 use tokio_xmpp::xmlstream::{self, ReadError, StreamHeader, Timeouts, XmlStream};
 
 use crate::stanza::{self, Kind, NS_COMPONENT, NS_PING};
+use crate::xml_depth::DepthGuarded;
 
 const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
@@ -28,7 +29,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
-type Stream = XmlStream<BufStream<TcpStream>, Element>;
+type Stream = XmlStream<BufStream<DepthGuarded<TcpStream>>, Element>;
 
 /// What the connection needs to know.
 #[derive(Clone, Debug)]
@@ -192,13 +193,17 @@ async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> 
             read_timeout: settings.keepalive,
             response_timeout: settings.dead_after,
         };
-        let mut pending =
-            xmlstream::initiate_stream(BufStream::new(tcp), NS_COMPONENT, header, timeouts)
-                .await
-                .map_err(|source| ConnectError::Stream {
-                    server: server.clone(),
-                    source,
-                })?;
+        let mut pending = xmlstream::initiate_stream(
+            BufStream::new(DepthGuarded::stream(tcp)),
+            NS_COMPONENT,
+            header,
+            timeouts,
+        )
+        .await
+        .map_err(|source| ConnectError::Stream {
+            server: server.clone(),
+            source,
+        })?;
         let stream_id = pending
             .take_header()
             .id

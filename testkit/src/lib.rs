@@ -3,6 +3,7 @@
 //! (axum), and the stanzahook binary as a child process.
 
 pub mod client;
+pub mod fake_server;
 pub mod host;
 pub mod prosody;
 pub mod webhook;
@@ -10,6 +11,7 @@ pub mod webhook;
 use std::net::TcpListener;
 
 pub use client::XmppClient;
+pub use fake_server::FakeComponentServer;
 pub use host::HostProcess;
 pub use prosody::{Prosody, ProsodySetup};
 pub use webhook::TestWebhook;

@@ -121,3 +121,51 @@ async fn sigterm_closes_the_stream_and_exits_cleanly() {
     );
     assert!(host.log().contains("stream closed"), "{}", host.log());
 }
+
+#[tokio::test]
+async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
+    let server = testkit::FakeComponentServer::bind().await.expect("bind");
+    let webhook = testkit::TestWebhook::start().await.expect("webhook");
+    let args: Vec<String> = [
+        "run",
+        "--domain",
+        DOMAIN,
+        "--server",
+        &server.addr,
+        "--secret",
+        SECRET,
+        "--post-url",
+        &webhook.url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut host = HostProcess::start(stanzahook_bin(), &args).expect("start");
+    let mut first = server.accept(WAIT).await.expect("first connection");
+    // 10,000 levels in 70 KB: within any server's stanza size limit, and enough to overflow a
+    // recursive parser's stack.
+    let deep = format!(
+        "<message from='alice@localhost/r' to='echo@{DOMAIN}' type='chat'><body>deep</body>{}{}</message>",
+        "<a>".repeat(10_000),
+        "</a>".repeat(10_000)
+    );
+    first.send(&deep).await.expect("send");
+    host.wait_for_log("nested deeper than", WAIT)
+        .await
+        .expect("refused with a clear line");
+
+    // The host reconnects and serves the next stanza normally.
+    let mut second = server.accept(WAIT).await.expect("reconnect");
+    second
+        .send(&format!("<message from='alice@localhost/r' to='echo@{DOMAIN}' type='chat' id='n1'><body>normal</body></message>"))
+        .await
+        .expect("send");
+    let reply = second.read_until("</message>", WAIT).await.expect("reply");
+    assert!(reply.contains("<body>normal</body>"), "{reply}");
+    assert_eq!(
+        webhook.requests().len(),
+        1,
+        "only the normal stanza reached the webhook"
+    );
+    assert!(!host.log().contains("panicked"), "{}", host.log());
+}

@@ -196,6 +196,11 @@ async fn invalid_answers_become_undefined_condition() {
         ),
         ("{\"to\": \"@@@\"}", "is not an XMPP address"),
     ];
+    let deep = json!({"stanza": format!("<message>{}{}</message>", "<a>".repeat(10_000), "</a>".repeat(10_000))});
+    let deep = deep.to_string();
+    let cases = cases
+        .into_iter()
+        .chain([(deep.as_str(), "nested deeper than 128 levels")]);
     for (answer, expected) in cases {
         let reply = ask(&mut b, "json", answer).await;
         assert_eq!(
