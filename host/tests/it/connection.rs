@@ -169,3 +169,91 @@ async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
     );
     assert!(!host.log().contains("panicked"), "{}", host.log());
 }
+
+/// stanzahook against the fake server, with extra TOML config.
+async fn host_on_fake_server(
+    server: &testkit::FakeComponentServer,
+    webhook: &testkit::TestWebhook,
+    toml: &str,
+) -> (HostProcess, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("stanzahook.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let args: Vec<String> = [
+        "run",
+        "--config",
+        &config.display().to_string(),
+        "--domain",
+        DOMAIN,
+        "--server",
+        &server.addr,
+        "--secret",
+        SECRET,
+        "--post-url",
+        &webhook.url,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    (
+        HostProcess::start(stanzahook_bin(), &args).expect("start"),
+        dir,
+    )
+}
+
+#[tokio::test]
+async fn a_silent_server_is_noticed_and_left() {
+    let server = testkit::FakeComponentServer::bind().await.expect("bind");
+    let webhook = testkit::TestWebhook::start().await.expect("webhook");
+    let (mut host, _dir) = host_on_fake_server(
+        &server,
+        &webhook,
+        "[connection]\nkeepalive = \"500ms\"\ndead_after = \"1s\"\n",
+    )
+    .await;
+    // The fake server never answers: the keepalive ping (to the domain itself) is not echoed.
+    let mut silent = server.accept(WAIT).await.expect("first connection");
+    let ping = silent
+        .read_until("</iq>", WAIT)
+        .await
+        .expect("keepalive ping");
+    assert!(ping.contains("urn:xmpp:ping"), "{ping}");
+    host.wait_for_log("server silent", WAIT)
+        .await
+        .expect("dead server noticed");
+    server
+        .accept(WAIT)
+        .await
+        .expect("reconnects after giving up on the silent server");
+}
+
+#[tokio::test]
+async fn replies_ready_while_disconnected_are_sent_after_the_reconnect() {
+    let server = testkit::FakeComponentServer::bind().await.expect("bind");
+    let webhook = testkit::TestWebhook::start().await.expect("webhook");
+    let (mut host, _dir) = host_on_fake_server(&server, &webhook, "").await;
+    let mut first = server.accept(WAIT).await.expect("first connection");
+    // The webhook takes 3 s to answer; the connection drops meanwhile.
+    first
+        .send(&format!("<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>held</body></message>"))
+        .await
+        .expect("send");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while webhook.requests().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "webhook not called");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(first);
+    host.wait_for_log("connection lost", WAIT)
+        .await
+        .expect("drop noticed");
+    let mut second = server.accept(WAIT).await.expect("reconnect");
+    let reply = second
+        .read_until("</message>", WAIT)
+        .await
+        .expect("held reply");
+    assert!(
+        reply.contains("<body>held</body>") && reply.contains("to='alice@localhost/r'"),
+        "{reply}"
+    );
+}
