@@ -37,6 +37,22 @@ impl Config {
     pub fn forwards(&self, kind: Kind) -> bool {
         self.stanzas.contains(kind.as_str())
     }
+
+    /// One line for logs and `check`: what is served, and where it goes (no credentials).
+    pub fn summary(&self) -> String {
+        let mut url = self.post_url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("…"));
+        }
+        let kinds = self.stanzas.iter().copied().collect::<Vec<_>>().join(", ");
+        format!(
+            "serving {} via {}, forwarding {} to {}",
+            self.domain,
+            self.server,
+            if kinds.is_empty() { "nothing" } else { &kinds },
+            url
+        )
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -32,16 +32,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         queue_capacity: config.connection.max_queued,
     };
     let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
-    tracing::info!(
-        "forwarding {} to {}",
-        config
-            .stanzas
-            .iter()
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", "),
-        redact_url(&config.post_url)
-    );
+    tracing::info!("{}", config.summary());
     pipeline::Pipeline::new(config.clone(), webhook, outbox)
         .run(incoming, shutdown)
         .await;
@@ -56,13 +47,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         connection.abort();
     }
     Ok(())
-}
-
-/// The URL without credentials, for logs.
-fn redact_url(url: &reqwest::Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        let _ = url.set_password(Some("…"));
-    }
-    url.to_string()
 }

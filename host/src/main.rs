@@ -85,18 +85,7 @@ fn main() -> ExitCode {
         }
     };
     if check_only {
-        println!(
-            "config ok: serving {} via {}, forwarding {} to {}",
-            config.domain,
-            config.server,
-            config
-                .stanzas
-                .iter()
-                .copied()
-                .collect::<Vec<_>>()
-                .join(", "),
-            config.post_url
-        );
+        println!("config ok: {}", config.summary());
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

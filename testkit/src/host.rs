@@ -7,6 +7,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// The arguments of `stanzahook run` for a domain served through `server`, posting to
+/// `post_url`, with an optional config file for everything else.
+pub fn run_args(
+    domain: &str,
+    server: &str,
+    secret: &str,
+    post_url: &str,
+    config: Option<&Path>,
+) -> Vec<String> {
+    let mut args = vec!["run".to_owned()];
+    if let Some(config) = config {
+        args.extend(["--config".to_owned(), config.display().to_string()]);
+    }
+    for (flag, value) in [
+        ("--domain", domain),
+        ("--server", server),
+        ("--secret", secret),
+        ("--post-url", post_url),
+    ] {
+        args.extend([flag.to_owned(), value.to_owned()]);
+    }
+    args
+}
+
 #[derive(Debug)]
 pub struct HostProcess {
     child: Child,

@@ -7,20 +7,13 @@ use testkit::{HostProcess, Prosody, ProsodySetup};
 use crate::harness::{DOMAIN, SECRET, WAIT, stanzahook_bin};
 
 fn run_args(prosody: &Prosody, domain: &str, secret: &str) -> Vec<String> {
-    [
-        "run",
-        "--domain",
+    testkit::host::run_args(
         domain,
-        "--server",
         &prosody.component_addr(),
-        "--secret",
         secret,
-        "--post-url",
         "http://127.0.0.1:9/",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+        None,
+    )
 }
 
 #[tokio::test]
@@ -126,21 +119,7 @@ async fn sigterm_closes_the_stream_and_exits_cleanly() {
 async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
     let server = testkit::FakeComponentServer::bind().await.expect("bind");
     let webhook = testkit::TestWebhook::start().await.expect("webhook");
-    let args: Vec<String> = [
-        "run",
-        "--domain",
-        DOMAIN,
-        "--server",
-        &server.addr,
-        "--secret",
-        SECRET,
-        "--post-url",
-        &webhook.url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut host = HostProcess::start(stanzahook_bin(), &args).expect("start");
+    let (mut host, _dir) = host_on_fake_server(&server, &webhook, "").await;
     let mut first = server.accept(WAIT).await.expect("first connection");
     // 10,000 levels in 70 KB: within any server's stanza size limit, and enough to overflow a
     // recursive parser's stack.
@@ -179,22 +158,7 @@ async fn host_on_fake_server(
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("stanzahook.toml");
     std::fs::write(&config, toml).expect("write config");
-    let args: Vec<String> = [
-        "run",
-        "--config",
-        &config.display().to_string(),
-        "--domain",
-        DOMAIN,
-        "--server",
-        &server.addr,
-        "--secret",
-        SECRET,
-        "--post-url",
-        &webhook.url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
     (
         HostProcess::start(stanzahook_bin(), &args).expect("start"),
         dir,

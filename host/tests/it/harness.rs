@@ -51,22 +51,14 @@ impl Bridge {
         let config_dir = tempfile::tempdir().expect("tempdir");
         let config = config_dir.path().join("stanzahook.toml");
         std::fs::write(&config, options.toml).expect("write config");
-        let mut args: Vec<String> = [
-            "run",
-            "--config",
-            &config.display().to_string(),
-            "--domain",
+        let post_url = options.post_url.as_deref().unwrap_or(&webhook.url);
+        let mut args = testkit::host::run_args(
             DOMAIN,
-            "--server",
             &prosody.component_addr(),
-            "--secret",
             SECRET,
-            "--post-url",
-            options.post_url.as_deref().unwrap_or(&webhook.url),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            post_url,
+            Some(&config),
+        );
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
         }

@@ -58,20 +58,13 @@ async fn main() -> anyhow::Result<()> {
     wait_for_port(webhook_port).await?;
     println!("[webhook]    examples/webhooks/echo.py on {webhook_url}");
 
-    let args: Vec<String> = [
-        "run",
-        "--domain",
+    let args = testkit::host::run_args(
         DOMAIN,
-        "--server",
         &prosody.component_addr(),
-        "--secret",
         SECRET,
-        "--post-url",
         &webhook_url,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+        None,
+    );
     println!(
         "[stanzahook] stanzahook run --domain {DOMAIN} --server {} --secret … --post-url {webhook_url}",
         prosody.component_addr()
