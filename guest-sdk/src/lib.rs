@@ -1,6 +1,282 @@
-//! The Rust SDK for writing stanzahook filters (SPEC §7).
+//! Write [stanzahook](https://example.invalid/stanzahook) filters in Rust.
 //!
-//! Not usable yet: the filter interface in `wit/` and the host's filter runtime arrive together,
-//! and this crate will then wrap them (a trait with pass-through defaults and one export macro).
-//! It is part of the workspace now so that the layout does not change when they land.
+//! A filter is a WebAssembly component that sees each stanza's event JSON before stanzahook POSTs
+//! it to the webhook, and the webhook's reply JSON after. Implement [`Filter`] on a type (both
+//! methods default to passing everything through), export it with [`export_filter!`], and build
+//! with `cargo build --target wasm32-wasip2 --release`:
+//!
+//! ```ignore
+//! use stanzahook_guest::{Before, Event, Filter, Result, export_filter};
+//!
+//! struct Ping;
+//!
+//! impl Filter for Ping {
+//!     fn before(event: Event) -> Result<Before> {
+//!         Ok(match event.body() {
+//!             Some("/ping") => Before::reply("pong"),
+//!             _ => Before::Pass,
+//!         })
+//!     }
+//! }
+//!
+//! export_filter!(Ping);
+//! ```
+//!
+//! Every call runs in a fresh instance: statics do not survive from one stanza to the next. Read
+//! settings with [`config`], write to stanzahook's log with the [`log`] functions.
 #![deny(missing_docs)]
+
+pub use serde_json::{self, Value, json};
+
+/// The bindings of `wit/filter.wit`; used by [`export_filter!`], not meant to be named directly.
+#[doc(hidden)]
+pub mod wit {
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({
+        world: "filter",
+        path: "../wit",
+        pub_export_macro: true,
+        default_bindings_module: "::stanzahook_guest::wit",
+    });
+}
+
+use wit::stanzahook::filter::{host, types};
+
+/// The error a hook returns: stanzahook logs it and applies the filter's `on_error` setting.
+/// Anything that displays converts into it, so `?` works on most errors.
+#[derive(Debug)]
+pub struct Error(String);
+
+impl<E: std::fmt::Display> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error(e.to_string())
+    }
+}
+
+/// The result of a hook.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The event stanzahook is about to POST (SPEC §3.2): `to`, `from`, `kind`, `stanza`, `body` (for
+/// messages with one), `type`, `id`, and whatever earlier filters added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event(Value);
+
+impl Event {
+    /// Wraps a JSON value (an object) as an event.
+    pub fn new(json: Value) -> Event {
+        Event(json)
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
+    }
+
+    /// The stanza's recipient: an address at stanzahook's domain.
+    pub fn to(&self) -> Option<&str> {
+        self.str("to")
+    }
+
+    /// The stanza's sender.
+    pub fn from(&self) -> Option<&str> {
+        self.str("from")
+    }
+
+    /// `"message"`, `"presence"` or `"iq"`.
+    pub fn kind(&self) -> Option<&str> {
+        self.str("kind")
+    }
+
+    /// The text of a message's `<body/>`.
+    pub fn body(&self) -> Option<&str> {
+        self.str("body")
+    }
+
+    /// The whole stanza as received, as XML.
+    pub fn stanza(&self) -> Option<&str> {
+        self.str("stanza")
+    }
+
+    /// The event as JSON, for keys without an accessor.
+    pub fn json(&self) -> &Value {
+        &self.0
+    }
+
+    /// The event as mutable JSON, to rewrite it.
+    pub fn json_mut(&mut self) -> &mut Value {
+        &mut self.0
+    }
+
+    /// Sets (or adds) a key; does nothing if the event is not an object.
+    pub fn set(&mut self, key: &str, value: impl Into<Value>) {
+        if let Some(map) = self.0.as_object_mut() {
+            map.insert(key.to_owned(), value.into());
+        }
+    }
+
+    /// The event as JSON.
+    pub fn into_json(self) -> Value {
+        self.0
+    }
+}
+
+/// What a filter decides before the webhook call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Before {
+    /// Go on with the event as it is.
+    Pass,
+    /// Go on with this event instead.
+    Rewrite(Event),
+    /// Answer with this reply JSON (SPEC §4) without calling the webhook.
+    Answer(Value),
+    /// Drop the stanza: nothing is posted or sent.
+    Drop,
+}
+
+impl Before {
+    /// Answers with a message whose body is `text`.
+    pub fn reply(text: impl Into<String>) -> Before {
+        Before::Answer(json!({ "body": text.into() }))
+    }
+}
+
+/// What the webhook answered, as the `after` hook sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// The HTTP status; 0 when there was no HTTP answer (a later filter answered, or the
+    /// connection failed).
+    pub status: u16,
+    /// The reply JSON, if any.
+    pub reply: Option<Value>,
+}
+
+/// What a filter decides after the webhook call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    /// Go on with the reply as it is.
+    Pass,
+    /// Use this reply JSON instead.
+    Replace(Value),
+    /// Send nothing back.
+    Drop,
+}
+
+/// A filter. Both hooks pass everything through unless overridden.
+pub trait Filter {
+    /// Called with the event before the webhook call.
+    fn before(event: Event) -> Result<Before> {
+        let _ = event;
+        Ok(Before::Pass)
+    }
+
+    /// Called after the webhook call (or another filter's answer), with the event as this
+    /// filter saw it and what came back.
+    fn after(event: Event, answer: Answer) -> Result<After> {
+        let _ = (event, answer);
+        Ok(After::Pass)
+    }
+}
+
+/// This filter's setting `key` (the `[filter.config]` table of stanzahook's config).
+pub fn config(key: &str) -> Option<String> {
+    host::config(key)
+}
+
+/// All of this filter's settings, sorted by key.
+pub fn config_entries() -> Vec<(String, String)> {
+    host::config_entries()
+}
+
+/// Writing to stanzahook's log; each line names the filter and the stanza.
+pub mod log {
+    use super::host::{self, Level};
+
+    /// Logs at debug level.
+    pub fn debug(message: impl AsRef<str>) {
+        host::log(Level::Debug, message.as_ref());
+    }
+
+    /// Logs at info level.
+    pub fn info(message: impl AsRef<str>) {
+        host::log(Level::Info, message.as_ref());
+    }
+
+    /// Logs at warn level.
+    pub fn warn(message: impl AsRef<str>) {
+        host::log(Level::Warn, message.as_ref());
+    }
+
+    /// Logs at error level.
+    pub fn error(message: impl AsRef<str>) {
+        host::log(Level::Error, message.as_ref());
+    }
+}
+
+/// Runs a `before` hook across the boundary. Used by [`export_filter!`].
+#[doc(hidden)]
+pub fn __before<F: Filter>(event: String) -> std::result::Result<types::BeforeVerdict, String> {
+    let event = Event(serde_json::from_str(&event).map_err(|e| format!("event is not JSON: {e}"))?);
+    match F::before(event) {
+        Ok(Before::Pass) => Ok(types::BeforeVerdict::Pass),
+        Ok(Before::Rewrite(event)) => Ok(types::BeforeVerdict::Rewrite(event.0.to_string())),
+        Ok(Before::Answer(reply)) => Ok(types::BeforeVerdict::Answer(reply.to_string())),
+        Ok(Before::Drop) => Ok(types::BeforeVerdict::Drop),
+        Err(Error(message)) => Err(message),
+    }
+}
+
+/// Runs an `after` hook across the boundary. Used by [`export_filter!`].
+#[doc(hidden)]
+pub fn __after<F: Filter>(
+    event: String,
+    answer: types::WebhookAnswer,
+) -> std::result::Result<types::AfterVerdict, String> {
+    let event = Event(serde_json::from_str(&event).map_err(|e| format!("event is not JSON: {e}"))?);
+    let reply = match answer.reply {
+        Some(text) => {
+            Some(serde_json::from_str(&text).map_err(|e| format!("reply is not JSON: {e}"))?)
+        }
+        None => None,
+    };
+    match F::after(
+        event,
+        Answer {
+            status: answer.status,
+            reply,
+        },
+    ) {
+        Ok(After::Pass) => Ok(types::AfterVerdict::Pass),
+        Ok(After::Replace(reply)) => Ok(types::AfterVerdict::Replace(reply.to_string())),
+        Ok(After::Drop) => Ok(types::AfterVerdict::Drop),
+        Err(Error(message)) => Err(message),
+    }
+}
+
+/// Exports a type implementing [`Filter`] as this component's filter. Use it once, at the top
+/// level of the crate: `export_filter!(MyFilter);`
+#[macro_export]
+macro_rules! export_filter {
+    ($filter:ty) => {
+        const _: () = {
+            struct __StanzahookFilter;
+
+            impl $crate::wit::Guest for __StanzahookFilter {
+                fn before(
+                    event: ::std::string::String,
+                ) -> ::std::result::Result<$crate::wit::BeforeVerdict, ::std::string::String>
+                {
+                    $crate::__before::<$filter>(event)
+                }
+
+                fn after(
+                    event: ::std::string::String,
+                    answer: $crate::wit::WebhookAnswer,
+                ) -> ::std::result::Result<$crate::wit::AfterVerdict, ::std::string::String>
+                {
+                    $crate::__after::<$filter>(event, answer)
+                }
+            }
+
+    $crate::wit::export!(__StanzahookFilter with_types_in $crate::wit);
+        };
+    };
+}

@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod config;
+pub mod filter;
 pub mod payload;
 pub mod pipeline;
 pub mod shutdown;

@@ -31,8 +31,35 @@ enum LogFormat {
 enum Command {
     /// Connect to the XMPP server and serve the domain.
     Run(Settings),
-    /// Validate the configuration without connecting.
+    /// Validate the configuration (and compile its filters) without connecting.
     Check(Settings),
+    /// Work with filters without a server.
+    #[command(subcommand)]
+    Filter(FilterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FilterCommand {
+    /// Run one filter on one event and print what it decided.
+    Run(FilterRunArgs),
+}
+
+#[derive(Debug, Args)]
+struct FilterRunArgs {
+    /// The filter: a WebAssembly component built for wasm32-wasip2.
+    wasm: PathBuf,
+    /// The event JSON the filter's `before` hook receives (SPEC §3.2).
+    #[arg(long)]
+    event: PathBuf,
+    /// Also run the `after` hook, with this HTTP status.
+    #[arg(long)]
+    status: Option<u16>,
+    /// Also run the `after` hook, with this reply JSON (status 200 unless --status says otherwise).
+    #[arg(long)]
+    reply: Option<PathBuf>,
+    /// A setting of the filter's config, KEY=VALUE; repeatable.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    config: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +103,7 @@ fn main() -> ExitCode {
     let (settings, check_only) = match &cli.command {
         Command::Run(s) => (s, false),
         Command::Check(s) => (s, true),
+        Command::Filter(FilterCommand::Run(args)) => return filter_run(args),
     };
     let config = match settings.load() {
         Ok(c) => c,
@@ -107,6 +135,38 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn filter_run(args: &FilterRunArgs) -> ExitCode {
+    let mut config = std::collections::BTreeMap::new();
+    for entry in &args.config {
+        let Some((key, value)) = entry.split_once('=') else {
+            eprintln!("stanzahook: --config {entry:?}: expected KEY=VALUE");
+            return ExitCode::from(2);
+        };
+        config.insert(key.to_owned(), value.to_owned());
+    }
+    let run = stanzahook::filter::local::LocalRun {
+        wasm: args.wasm.clone(),
+        event: args.event.clone(),
+        status: args.status,
+        reply: args.reply.clone(),
+        config,
+    };
+    match stanzahook::filter::local::run(&run) {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("stanzahook: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

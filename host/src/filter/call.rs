@@ -1,0 +1,259 @@
+//! One hook call: a fresh instance from the pre-instantiated component, in a store with the
+//! filter's limits (epoch deadline for CPU, a resource limiter for memory), no WASI capability
+//! beyond the granted ones, and the guest's output captured for the log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::FilterSettings;
+use super::bindings::{AfterVerdict, BeforeVerdict, FilterPre, Level, WebhookAnswer};
+use super::engine::EPOCH_TICK;
+
+/// Guest stdout/stderr kept per call; more is cut.
+const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Why a filter call failed. The chain logs it and applies the filter's `on_error`.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum FilterError {
+    #[error("cannot start an instance: {0}")]
+    Instantiate(String),
+    #[error("ran out of its CPU time ({} ms)", .0.as_millis())]
+    Timeout(Duration),
+    #[error("exceeded its memory limit ({0} bytes)")]
+    Memory(usize),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned an error: {0}")]
+    Returned(String),
+    #[error("returned {size} bytes, more than its limit of {limit}")]
+    OutputTooLarge { size: usize, limit: usize },
+    #[error("returned invalid JSON: {0}")]
+    InvalidJson(String),
+}
+
+/// What a call did besides its verdict: for the log, and for `stanzahook filter run`.
+#[derive(Debug, Clone, Default)]
+pub struct CallReport {
+    pub logs: Vec<(Level, String)>,
+    pub instantiate: Duration,
+    pub call: Duration,
+}
+
+/// The store's data for one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    pub(super) settings: Arc<FilterSettings>,
+    logs: Vec<(Level, String)>,
+}
+
+impl CallState {
+    pub(super) fn log_line(&mut self, level: Level, message: String) {
+        // A guest that logs in a loop must not fill the host's memory: keep the first lines.
+        if self.logs.len() < 100 {
+            self.logs.push((level, message));
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A compiled, pre-instantiated filter. Cheap to share; every call gets a fresh instance.
+#[derive(Clone)]
+pub struct LoadedFilter {
+    pub settings: Arc<FilterSettings>,
+    engine: Engine,
+    pre: FilterPre<CallState>,
+}
+
+impl std::fmt::Debug for LoadedFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedFilter")
+            .field("name", &self.settings.name)
+            .finish()
+    }
+}
+
+struct Pipes {
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl LoadedFilter {
+    pub(super) fn new(
+        settings: FilterSettings,
+        engine: Engine,
+        pre: FilterPre<CallState>,
+    ) -> LoadedFilter {
+        LoadedFilter {
+            settings: Arc::new(settings),
+            engine,
+            pre,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// Runs the `before` hook on `event` (JSON text).
+    pub fn before(&self, event: &str) -> (Result<BeforeVerdict, FilterError>, CallReport) {
+        self.call(|bindings, store| bindings.call_before(store, event))
+            .map_result(|verdict| {
+                let output = match &verdict {
+                    BeforeVerdict::Rewrite(s) | BeforeVerdict::Answer(s) => Some(s.as_str()),
+                    BeforeVerdict::Pass | BeforeVerdict::Drop => None,
+                };
+                self.check_output(output).map(|()| verdict)
+            })
+    }
+
+    /// Runs the `after` hook.
+    pub fn after(
+        &self,
+        event: &str,
+        status: u16,
+        reply: Option<&str>,
+    ) -> (Result<AfterVerdict, FilterError>, CallReport) {
+        let answer = WebhookAnswer {
+            status,
+            reply: reply.map(str::to_owned),
+        };
+        self.call(|bindings, store| bindings.call_after(store, event, &answer))
+            .map_result(|verdict| {
+                let output = match &verdict {
+                    AfterVerdict::Replace(s) => Some(s.as_str()),
+                    AfterVerdict::Pass | AfterVerdict::Drop => None,
+                };
+                self.check_output(output).map(|()| verdict)
+            })
+    }
+
+    fn check_output(&self, output: Option<&str>) -> Result<(), FilterError> {
+        let Some(text) = output else { return Ok(()) };
+        let limit = self.settings.limits.max_output_bytes;
+        if text.len() > limit {
+            return Err(FilterError::OutputTooLarge {
+                size: text.len(),
+                limit,
+            });
+        }
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| FilterError::InvalidJson(e.to_string()))?;
+        Ok(())
+    }
+
+    fn call<V>(
+        &self,
+        f: impl FnOnce(
+            &super::bindings::Filter,
+            &mut Store<CallState>,
+        ) -> wasmtime::Result<Result<V, String>>,
+    ) -> Outcome<V> {
+        let mut report = CallReport::default();
+        let started = Instant::now();
+        let (mut store, pipes) = match self.store() {
+            Ok(s) => s,
+            Err(e) => return Outcome(Err(FilterError::Instantiate(format!("{e:#}"))), report),
+        };
+        let bindings = match self.pre.instantiate(&mut store) {
+            Ok(b) => b,
+            Err(e) => return Outcome(Err(self.classify(e)), report),
+        };
+        report.instantiate = started.elapsed();
+        let call_started = Instant::now();
+        let result = f(&bindings, &mut store);
+        report.call = call_started.elapsed();
+        report.logs = std::mem::take(&mut store.data_mut().logs);
+        for (name, pipe) in [("stdout", &pipes.stdout), ("stderr", &pipes.stderr)] {
+            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                report.logs.push((Level::Info, format!("[{name}] {line}")));
+            }
+        }
+        let result = match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) => Err(FilterError::Returned(message)),
+            Err(e) => Err(self.classify(e)),
+        };
+        Outcome(result, report)
+    }
+
+    fn store(&self) -> anyhow::Result<(Store<CallState>, Pipes)> {
+        let pipes = Pipes {
+            stdout: MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES),
+            stderr: MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES),
+        };
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(pipes.stdout.clone())
+            .stderr(pipes.stderr.clone());
+        for (key, value) in &self.settings.grants.env {
+            wasi.env(key, value);
+        }
+        for dir in &self.settings.grants.read_dirs {
+            let guest_path = dir.to_string_lossy();
+            wasi.preopened_dir(dir, guest_path.as_ref(), FsPerms::ReadOnly)
+                .map_err(anyhow::Error::from)?;
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.settings.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = CallState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            settings: self.settings.clone(),
+            logs: Vec::new(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        let ticks = self
+            .settings
+            .limits
+            .cpu
+            .as_nanos()
+            .div_ceil(EPOCH_TICK.as_nanos())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        Ok((store, pipes))
+    }
+
+    fn classify(&self, e: wasmtime::Error) -> FilterError {
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return FilterError::Timeout(self.settings.limits.cpu);
+        }
+        let text = format!("{e:#}");
+        if text.contains("forcing trap when growing memory") || text.contains("memory minimum size")
+        {
+            return FilterError::Memory(self.settings.limits.memory_bytes);
+        }
+        FilterError::Trap(text)
+    }
+}
+
+/// A call's result with its report.
+struct Outcome<V>(Result<V, FilterError>, CallReport);
+
+impl<V> Outcome<V> {
+    fn map_result<W>(
+        self,
+        f: impl FnOnce(V) -> Result<W, FilterError>,
+    ) -> (Result<W, FilterError>, CallReport) {
+        (self.0.and_then(f), self.1)
+    }
+}

@@ -1,0 +1,244 @@
+//! The configured filters in order: `before` hooks in config order ahead of the webhook call,
+//! `after` hooks in reverse behind it, like middleware unwinding (SPEC §7.1, §7.2). A failing
+//! filter is logged and handled per its `on_error`; nothing a guest does reaches further.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use super::call::{CallReport, FilterError, LoadedFilter};
+use super::engine::MAX_CONCURRENT_CALLS;
+use super::{AfterVerdict, BeforeVerdict, Level, OnError};
+
+/// The filters a stanza passed on its way in, with the event each one saw: their `after` hooks
+/// run on the way back.
+#[derive(Debug, Default, Clone)]
+pub struct Trail {
+    seen: Vec<(usize, String)>,
+}
+
+impl Trail {
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// Where the `before` hooks leave a stanza.
+#[derive(Debug)]
+pub enum BeforeOutcome {
+    /// POST this event to the webhook.
+    Post { event: Value, trail: Trail },
+    /// A filter answered: use this reply JSON without calling the webhook.
+    Answer { reply: Value, trail: Trail },
+    /// A filter dropped the stanza.
+    Drop { filter: String },
+    /// A filter failed with `on_error = "reject"`.
+    Reject { filter: String },
+}
+
+/// Where the `after` hooks leave the reply.
+#[derive(Debug, PartialEq)]
+pub enum AfterOutcome {
+    /// As the webhook (or the answering filter) left it.
+    Keep,
+    /// Use this reply JSON instead.
+    Replace(Value),
+    Drop {
+        filter: String,
+    },
+    Reject {
+        filter: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct FilterChain {
+    filters: Vec<LoadedFilter>,
+    calls: Arc<Semaphore>,
+}
+
+impl FilterChain {
+    pub fn new(filters: Vec<LoadedFilter>) -> FilterChain {
+        FilterChain {
+            filters,
+            calls: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.filters.iter().map(LoadedFilter::name).collect()
+    }
+
+    /// Runs the `before` hooks (off the async threads: guests are CPU work).
+    pub async fn before(self: &Arc<Self>, event: Value) -> BeforeOutcome {
+        let chain = self.clone();
+        let span = tracing::Span::current();
+        let permit = self.calls.clone().acquire_owned().await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _enter = span.enter();
+            let _permit = permit;
+            chain.before_blocking(event)
+        })
+        .await;
+        outcome.unwrap_or_else(|e| {
+            tracing::error!("filter chain task failed: {e}");
+            BeforeOutcome::Reject {
+                filter: "chain".into(),
+            }
+        })
+    }
+
+    /// Runs the `after` hooks of the filters in `trail`, last first.
+    pub async fn after(
+        self: &Arc<Self>,
+        trail: Trail,
+        status: u16,
+        reply: Option<Value>,
+    ) -> AfterOutcome {
+        let chain = self.clone();
+        let span = tracing::Span::current();
+        let permit = self.calls.clone().acquire_owned().await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            let _enter = span.enter();
+            let _permit = permit;
+            chain.after_blocking(trail, status, reply)
+        })
+        .await;
+        outcome.unwrap_or_else(|e| {
+            tracing::error!("filter chain task failed: {e}");
+            AfterOutcome::Reject {
+                filter: "chain".into(),
+            }
+        })
+    }
+
+    fn before_blocking(&self, mut event: Value) -> BeforeOutcome {
+        let mut trail = Trail::default();
+        for (index, filter) in self.filters.iter().enumerate() {
+            let seen = event.to_string();
+            let (result, report) = filter.before(&seen);
+            emit_logs(filter, &report);
+            let verdict = result.and_then(|verdict| match verdict {
+                BeforeVerdict::Rewrite(text) => parse_object(&text).map(BeforeVerdict2::Rewrite),
+                BeforeVerdict::Answer(text) => parse_json(&text).map(BeforeVerdict2::Answer),
+                BeforeVerdict::Pass => Ok(BeforeVerdict2::Pass),
+                BeforeVerdict::Drop => Ok(BeforeVerdict2::Drop),
+            });
+            match verdict {
+                Ok(BeforeVerdict2::Pass) => trail.seen.push((index, seen)),
+                Ok(BeforeVerdict2::Rewrite(new_event)) => {
+                    trail.seen.push((index, seen));
+                    event = new_event;
+                }
+                Ok(BeforeVerdict2::Answer(reply)) => {
+                    tracing::debug!(filter = filter.name(), "answered without the webhook");
+                    return BeforeOutcome::Answer { reply, trail };
+                }
+                Ok(BeforeVerdict2::Drop) => {
+                    return BeforeOutcome::Drop {
+                        filter: filter.name().to_owned(),
+                    };
+                }
+                Err(e) => {
+                    if failed(filter, "before", &e) == OnError::Reject {
+                        return BeforeOutcome::Reject {
+                            filter: filter.name().to_owned(),
+                        };
+                    }
+                }
+            }
+        }
+        BeforeOutcome::Post { event, trail }
+    }
+
+    fn after_blocking(&self, trail: Trail, status: u16, reply: Option<Value>) -> AfterOutcome {
+        let mut reply_text = reply.map(|r| r.to_string());
+        let mut replaced = None;
+        for (index, seen) in trail.seen.iter().rev() {
+            let Some(filter) = self.filters.get(*index) else {
+                continue;
+            };
+            let (result, report) = filter.after(seen, status, reply_text.as_deref());
+            emit_logs(filter, &report);
+            let verdict = result.and_then(|verdict| match verdict {
+                AfterVerdict::Replace(text) => parse_json(&text).map(|v| (Some(v), text)).map(Some),
+                AfterVerdict::Pass => Ok(Some((None, String::new()))),
+                AfterVerdict::Drop => Ok(None),
+            });
+            match verdict {
+                Ok(Some((Some(value), text))) => {
+                    reply_text = Some(text);
+                    replaced = Some(value);
+                }
+                Ok(Some((None, _))) => {}
+                Ok(None) => {
+                    return AfterOutcome::Drop {
+                        filter: filter.name().to_owned(),
+                    };
+                }
+                Err(e) => {
+                    if failed(filter, "after", &e) == OnError::Reject {
+                        return AfterOutcome::Reject {
+                            filter: filter.name().to_owned(),
+                        };
+                    }
+                }
+            }
+        }
+        replaced.map_or(AfterOutcome::Keep, AfterOutcome::Replace)
+    }
+}
+
+/// A `before` verdict with its JSON parsed.
+enum BeforeVerdict2 {
+    Pass,
+    Rewrite(Value),
+    Answer(Value),
+    Drop,
+}
+
+fn parse_json(text: &str) -> Result<Value, FilterError> {
+    serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
+}
+
+fn parse_object(text: &str) -> Result<Value, FilterError> {
+    match parse_json(text)? {
+        Value::Object(map) => Ok(Value::Object(map)),
+        _ => Err(FilterError::InvalidJson(
+            "a rewritten event must be a JSON object".into(),
+        )),
+    }
+}
+
+/// Logs a filter failure once, naming the filter and the hook; returns what to do about it.
+fn failed(filter: &LoadedFilter, hook: &str, error: &FilterError) -> OnError {
+    let on_error = filter.settings.on_error;
+    let action = match on_error {
+        OnError::Skip => "skipped",
+        OnError::Reject => "rejecting the stanza",
+    };
+    tracing::warn!(
+        filter = filter.name(),
+        "filter {hook} hook {error}; {action}"
+    );
+    on_error
+}
+
+/// The guest's own log lines, tagged with its name, inside the stanza's span.
+fn emit_logs(filter: &LoadedFilter, report: &CallReport) {
+    for (level, message) in &report.logs {
+        let name = filter.name();
+        match level {
+            Level::Trace => tracing::trace!(filter = name, "{message}"),
+            Level::Debug => tracing::debug!(filter = name, "{message}"),
+            Level::Info => tracing::info!(filter = name, "{message}"),
+            Level::Warn => tracing::warn!(filter = name, "{message}"),
+            Level::Error => tracing::error!(filter = name, "{message}"),
+        }
+    }
+}

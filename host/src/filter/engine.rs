@@ -1,0 +1,128 @@
+//! The wasmtime engine, configured once: component model, epoch interruption for CPU limits, the
+//! pooling allocator (copy-on-write memory images make a fresh instance per call cheap), and one
+//! linker with WASI preview 2 and the host imports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::FilterSettings;
+use super::bindings::{Filter, FilterPre};
+use super::call::{CallState, LoadedFilter};
+
+/// How often the epoch advances: the granularity of the CPU limit.
+pub const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// Filter calls running at once. More than the cores gains nothing; the bound keeps the pool small.
+pub const MAX_CONCURRENT_CALLS: usize = 16;
+/// The largest linear memory any filter may be given.
+pub const MAX_MEMORY_BYTES: usize = 1 << 30;
+
+#[derive(Clone)]
+pub struct FilterEngine {
+    engine: Engine,
+    linker: Arc<Linker<CallState>>,
+}
+
+impl std::fmt::Debug for FilterEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FilterEngine")
+    }
+}
+
+impl FilterEngine {
+    pub fn new() -> anyhow::Result<FilterEngine> {
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust wasip2 component holds a handful of core instances, memories and tables.
+        let instances = u32::try_from(MAX_CONCURRENT_CALLS * 2).unwrap_or(32);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 4)
+            .total_tables(instances * 8)
+            .max_memory_size(MAX_MEMORY_BYTES);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot set up the WebAssembly engine")?;
+        start_epoch_ticker(&engine)
+            .context("cannot start the timer that enforces filter CPU limits")?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("cannot link WASI")?;
+        Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)
+            .context("cannot link the host imports")?;
+        Ok(FilterEngine {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// Compiles the filter's file and pre-instantiates it: the expensive part, done once.
+    pub fn load(&self, settings: FilterSettings) -> anyhow::Result<LoadedFilter> {
+        let bytes = std::fs::read(&settings.path).with_context(|| {
+            format!(
+                "filter `{}`: cannot read {}",
+                settings.name,
+                settings.path.display()
+            )
+        })?;
+        self.load_bytes(settings, &bytes)
+    }
+
+    pub fn load_bytes(
+        &self,
+        settings: FilterSettings,
+        bytes: &[u8],
+    ) -> anyhow::Result<LoadedFilter> {
+        let what = || format!("filter `{}` ({})", settings.name, settings.path.display());
+        let component = Component::new(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "{}: not a WebAssembly component this host can compile",
+                    what()
+                )
+            })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{}: imports something stanzahook does not offer", what()))?;
+        let pre = FilterPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "{}: does not implement the stanzahook:filter@0.1.0 world",
+                    what()
+                )
+            })?;
+        Ok(LoadedFilter::new(settings, self.engine.clone(), pre))
+    }
+}
+
+/// Advances the engine's epoch every tick for as long as the engine lives. Without it no guest
+/// could be interrupted, so failing to start it fails the engine.
+fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("filter-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })?;
+    Ok(())
+}

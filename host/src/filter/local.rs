@@ -1,0 +1,142 @@
+//! `stanzahook filter run`: one filter, one event, no server. Prints the decision, the guest's
+//! log lines and the time each step took, so a filter can be tested while it is written.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use super::{AfterVerdict, BeforeVerdict, CallReport, FilterEngine, FilterSettings, Level};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LocalRun {
+    pub wasm: PathBuf,
+    pub event: PathBuf,
+    /// The webhook's status for the `after` hook; with `reply`, defaults to 200.
+    pub status: Option<u16>,
+    pub reply: Option<PathBuf>,
+    pub config: BTreeMap<String, String>,
+}
+
+/// The printable report, and whether the filter failed.
+#[derive(Debug)]
+pub struct LocalReport {
+    pub text: String,
+    pub failed: bool,
+}
+
+pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
+    let event = read_json(&args.event, "--event")?;
+    if !event.is_object() {
+        bail!("{}: the event must be a JSON object", args.event.display());
+    }
+    let reply = args
+        .reply
+        .as_ref()
+        .map(|p| read_json(p, "--reply"))
+        .transpose()?;
+    let mut settings = FilterSettings::from_path(args.wasm.clone());
+    settings.config = args.config.clone();
+    let started = Instant::now();
+    let engine = FilterEngine::new()?;
+    let filter = engine.load(settings)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "filter {} ({}): compiled in {} ms",
+        filter.name(),
+        args.wasm.display(),
+        started.elapsed().as_millis()
+    );
+
+    let event_text = event.to_string();
+    let (before, report) = filter.before(&event_text);
+    let mut failed = false;
+    match before {
+        Ok(verdict) => {
+            let (name, json) = match &verdict {
+                BeforeVerdict::Pass => ("pass", None),
+                BeforeVerdict::Rewrite(j) => ("rewrite", Some(j)),
+                BeforeVerdict::Answer(j) => ("answer", Some(j)),
+                BeforeVerdict::Drop => ("drop", None),
+            };
+            section(&mut out, "before", name, json.map(String::as_str), &report);
+        }
+        Err(e) => {
+            failed = true;
+            section(&mut out, "before", &format!("error: {e}"), None, &report);
+        }
+    }
+
+    if args.status.is_some() || reply.is_some() {
+        let status = args.status.unwrap_or(200);
+        let reply_text = reply.as_ref().map(Value::to_string);
+        let (after, report) = filter.after(&event_text, status, reply_text.as_deref());
+        match after {
+            Ok(verdict) => {
+                let (name, json) = match &verdict {
+                    AfterVerdict::Pass => ("pass", None),
+                    AfterVerdict::Replace(j) => ("replace", Some(j)),
+                    AfterVerdict::Drop => ("drop", None),
+                };
+                section(
+                    &mut out,
+                    &format!("after (status {status})"),
+                    name,
+                    json.map(String::as_str),
+                    &report,
+                );
+            }
+            Err(e) => {
+                failed = true;
+                section(
+                    &mut out,
+                    &format!("after (status {status})"),
+                    &format!("error: {e}"),
+                    None,
+                    &report,
+                );
+            }
+        }
+    }
+    Ok(LocalReport { text: out, failed })
+}
+
+fn section(out: &mut String, hook: &str, verdict: &str, json: Option<&str>, report: &CallReport) {
+    let _ = writeln!(
+        out,
+        "{hook}: {verdict}  (instantiate {:.2} ms, call {:.2} ms)",
+        report.instantiate.as_secs_f64() * 1e3,
+        report.call.as_secs_f64() * 1e3
+    );
+    if let Some(json) = json {
+        let pretty = serde_json::from_str::<Value>(json)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| json.to_owned());
+        for line in pretty.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    for (level, message) in &report.logs {
+        let level = match level {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        let _ = writeln!(out, "  log {level}: {message}");
+    }
+}
+
+fn read_json(path: &PathBuf, flag: &str) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{flag} {}: not valid JSON", path.display()))
+}

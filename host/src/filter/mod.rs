@@ -1,0 +1,87 @@
+//! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
+//! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance under
+//! limits, `chain` runs the configured filters in order and applies each one's `on_error`.
+
+mod bindings;
+mod call;
+mod chain;
+mod engine;
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use call::{CallReport, FilterError, LoadedFilter};
+pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
+pub use engine::FilterEngine;
+
+pub use bindings::{AfterVerdict, BeforeVerdict, Level};
+
+/// One configured filter, validated.
+#[derive(Clone, Debug)]
+pub struct FilterSettings {
+    /// Names the filter in logs; defaults to the file's stem.
+    pub name: String,
+    pub path: PathBuf,
+    /// The `[filter.config]` table, readable by the guest through the host.
+    pub config: BTreeMap<String, String>,
+    pub limits: FilterLimits,
+    pub on_error: OnError,
+    pub grants: Grants,
+}
+
+/// Per-call limits (SPEC §7.4).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterLimits {
+    pub cpu: Duration,
+    pub memory_bytes: usize,
+    pub max_output_bytes: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        FilterLimits {
+            cpu: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What happens when a filter traps, exceeds a limit or returns an error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Go on as if the filter were absent.
+    #[default]
+    Skip,
+    /// Answer the sender with `internal-server-error`.
+    Reject,
+}
+
+/// WASI capabilities granted explicitly; none by default (SPEC §7.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Environment variables the guest sees.
+    pub env: BTreeMap<String, String>,
+    /// Host directories the guest may read, visible under the same path.
+    pub read_dirs: Vec<PathBuf>,
+}
+
+impl FilterSettings {
+    /// A filter with default settings, as `--filter PATH` adds it.
+    pub fn from_path(path: PathBuf) -> FilterSettings {
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "filter".into());
+        FilterSettings {
+            name,
+            path,
+            config: BTreeMap::new(),
+            limits: FilterLimits::default(),
+            on_error: OnError::default(),
+            grants: Grants::default(),
+        }
+    }
+}
