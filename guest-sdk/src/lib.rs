@@ -232,18 +232,10 @@ pub fn __after<F: Filter>(
 ) -> std::result::Result<types::AfterVerdict, String> {
     let event = Event(serde_json::from_str(&event).map_err(|e| format!("event is not JSON: {e}"))?);
     let reply = match answer.reply {
-        Some(text) => {
-            Some(serde_json::from_str(&text).map_err(|e| format!("reply is not JSON: {e}"))?)
-        }
+        Some(text) => Some(serde_json::from_str(&text).map_err(|e| format!("reply is not JSON: {e}"))?),
         None => None,
     };
-    match F::after(
-        event,
-        Answer {
-            status: answer.status,
-            reply,
-        },
-    ) {
+    match F::after(event, Answer { status: answer.status, reply }) {
         Ok(After::Pass) => Ok(types::AfterVerdict::Pass),
         Ok(After::Replace(reply)) => Ok(types::AfterVerdict::Replace(reply.to_string())),
         Ok(After::Drop) => Ok(types::AfterVerdict::Drop),
@@ -262,16 +254,14 @@ macro_rules! export_filter {
             impl $crate::wit::Guest for __StanzahookFilter {
                 fn before(
                     event: ::std::string::String,
-                ) -> ::std::result::Result<$crate::wit::BeforeVerdict, ::std::string::String>
-                {
+                ) -> ::std::result::Result<$crate::wit::BeforeVerdict, ::std::string::String> {
                     $crate::__before::<$filter>(event)
                 }
 
                 fn after(
                     event: ::std::string::String,
                     answer: $crate::wit::WebhookAnswer,
-                ) -> ::std::result::Result<$crate::wit::AfterVerdict, ::std::string::String>
-                {
+                ) -> ::std::result::Result<$crate::wit::AfterVerdict, ::std::string::String> {
                     $crate::__after::<$filter>(event, answer)
                 }
             }

@@ -8,8 +8,7 @@ use tokio_xmpp::minidom::rxml::xml_ncname;
 use crate::config::Identity;
 use crate::payload::empty_result;
 use crate::stanza::{
-    self, ErrorType, Kind, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, StanzaError,
-    new_stanza, set_attr,
+    self, ErrorType, Kind, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, StanzaError, new_stanza, set_attr,
 };
 
 /// The features disco#info announces: exactly what this module answers.
@@ -52,12 +51,8 @@ pub fn iq(el: &Element, identity: &Identity) -> Vec<Element> {
     };
     let get = el.attr("type") == Some("get");
     let answer = match query.ns().as_str() {
-        NS_DISCO_INFO if get && query.name() == "query" => {
-            Some(disco_info(identity, query.attr("node")))
-        }
-        NS_DISCO_ITEMS if get && query.name() == "query" => {
-            Some(Element::bare("query", NS_DISCO_ITEMS))
-        }
+        NS_DISCO_INFO if get && query.name() == "query" => Some(disco_info(identity, query.attr("node"))),
+        NS_DISCO_ITEMS if get && query.name() == "query" => Some(Element::bare("query", NS_DISCO_ITEMS)),
         NS_PING if get && query.name() == "ping" => None,
         NS_VERSION if get && query.name() == "query" => Some(version()),
         _ => return vec![service_unavailable(el)],
@@ -76,19 +71,14 @@ fn disco_info(identity: &Identity, node: Option<&str>) -> Element {
     }
     query.append_child(
         Element::builder("identity", NS_DISCO_INFO)
-            .attr(
-                xml_ncname!("category").to_owned(),
-                identity.category.as_str(),
-            )
+            .attr(xml_ncname!("category").to_owned(), identity.category.as_str())
             .attr(xml_ncname!("type").to_owned(), identity.kind.as_str())
             .attr(xml_ncname!("name").to_owned(), identity.name.as_str())
             .build(),
     );
     for feature in FEATURES {
         query.append_child(
-            Element::builder("feature", NS_DISCO_INFO)
-                .attr(xml_ncname!("var").to_owned(), feature)
-                .build(),
+            Element::builder("feature", NS_DISCO_INFO).attr(xml_ncname!("var").to_owned(), feature).build(),
         );
     }
     query
@@ -96,22 +86,11 @@ fn disco_info(identity: &Identity, node: Option<&str>) -> Element {
 
 fn version() -> Element {
     Element::builder("query", NS_VERSION)
-        .append(
-            Element::builder("name", NS_VERSION)
-                .append("stanzahook")
-                .build(),
-        )
-        .append(
-            Element::builder("version", NS_VERSION)
-                .append(env!("CARGO_PKG_VERSION"))
-                .build(),
-        )
+        .append(Element::builder("name", NS_VERSION).append("stanzahook").build())
+        .append(Element::builder("version", NS_VERSION).append(env!("CARGO_PKG_VERSION")).build())
         .build()
 }
 
 fn service_unavailable(el: &Element) -> Element {
-    stanza::error_reply(
-        el,
-        &StanzaError::new(ErrorType::Cancel, "service-unavailable"),
-    )
+    stanza::error_reply(el, &StanzaError::new(ErrorType::Cancel, "service-unavailable"))
 }

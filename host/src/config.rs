@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_xmpp::jid::Jid;
 
+use crate::filter::{FilterLimits, FilterSettings, Grants, OnError};
 use crate::stanza::Kind;
 
 /// The validated configuration.
@@ -28,6 +29,8 @@ pub struct Config {
     pub identity: Identity,
     /// How long in-flight webhook calls may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Filters, in chain order (SPEC §7).
+    pub filters: Vec<FilterSettings>,
 }
 
 /// A stanza kind as it sorts in the config (for stable output).
@@ -102,6 +105,8 @@ pub struct Overrides {
     pub secret: Option<String>,
     pub post_url: Option<String>,
     pub stanzas: Option<Vec<String>>,
+    /// `--filter PATH`: filters with default settings, after those of the file.
+    pub filters: Vec<PathBuf>,
 }
 
 /// A configuration mistake, as one line that names the file and the key.
@@ -147,6 +152,25 @@ struct RawConfig {
     connection: RawConnection,
     #[serde(default)]
     identity: RawIdentity,
+    #[serde(default, rename = "filter")]
+    filters: Vec<RawFilter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilter {
+    path: String,
+    name: Option<String>,
+    on_error: Option<String>,
+    cpu_limit: Option<String>,
+    memory_limit: Option<usize>,
+    max_output: Option<usize>,
+    #[serde(default)]
+    config: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    read_dirs: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,7 +218,8 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         }
         None => RawConfig::default(),
     };
-    validate(raw, overrides).map_err(|mut e| {
+    let base = file.and_then(Path::parent).unwrap_or(Path::new("."));
+    validate(raw, overrides, base).map_err(|mut e| {
         e.file = file.map(Path::to_owned);
         e
     })
@@ -202,7 +227,7 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
 
 /// Parses TOML text; exposed for tests of config files.
 pub fn from_toml_str(text: &str, overrides: &Overrides) -> Result<Config, ConfigError> {
-    validate(parse_toml(text)?, overrides)
+    validate(parse_toml(text)?, overrides, Path::new("."))
 }
 
 fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
@@ -212,75 +237,42 @@ fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
             Some(span) => {
                 let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                let key = line
-                    .split('=')
-                    .next()
-                    .map(|k| k.trim().trim_matches('"').to_owned());
+                let key = line.split('=').next().map(|k| k.trim().trim_matches('"').to_owned());
                 let key = key.filter(|k| !k.is_empty() && !k.starts_with('['));
                 (key, format!("{message} (line {line_no}: {line})"))
             }
             None => (None, message),
         };
-        ConfigError {
-            file: None,
-            key,
-            message,
-        }
+        ConfigError { file: None, key, message }
     })
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        file: None,
-        key: Some(key.to_owned()),
-        message: message.into(),
-    }
+    ConfigError { file: None, key: Some(key.to_owned()), message: message.into() }
 }
 
-fn validate(raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
+fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, ConfigError> {
     let domain = required(ov.domain.clone().or(raw.domain), "domain", "--domain")?;
     match Jid::new(&domain) {
-        Ok(jid)
-            if jid.node().is_none()
-                && jid.resource().is_none()
-                && jid.domain().as_str() == domain => {}
+        Ok(jid) if jid.node().is_none() && jid.resource().is_none() && jid.domain().as_str() == domain => {}
         _ => {
-            return Err(err(
-                "domain",
-                format!("{domain:?} is not a plain domain like bot.example.org"),
-            ));
+            return Err(err("domain", format!("{domain:?} is not a plain domain like bot.example.org")));
         }
     }
 
     let server = required(ov.server.clone().or(raw.server), "server", "--server")?;
-    check_host_port(&server)
-        .map_err(|why| err("server", format!("{server:?} is not HOST:PORT: {why}")))?;
+    check_host_port(&server).map_err(|why| err("server", format!("{server:?} is not HOST:PORT: {why}")))?;
 
-    let secret = required(
-        ov.secret.clone().or(raw.secret),
-        "secret",
-        "--secret or STANZAHOOK_SECRET",
-    )?;
+    let secret = required(ov.secret.clone().or(raw.secret), "secret", "--secret or STANZAHOOK_SECRET")?;
 
-    let post_url = required(
-        ov.post_url.clone().or(raw.post_url),
-        "post_url",
-        "--post-url",
-    )?;
-    let post_url = reqwest::Url::parse(&post_url)
-        .map_err(|e| err("post_url", format!("{post_url:?} is not a URL: {e}")))?;
+    let post_url = required(ov.post_url.clone().or(raw.post_url), "post_url", "--post-url")?;
+    let post_url =
+        reqwest::Url::parse(&post_url).map_err(|e| err("post_url", format!("{post_url:?} is not a URL: {e}")))?;
     if !matches!(post_url.scheme(), "http" | "https") {
-        return Err(err(
-            "post_url",
-            format!("{post_url} must be an http:// or https:// URL"),
-        ));
+        return Err(err("post_url", format!("{post_url} must be an http:// or https:// URL")));
     }
 
-    let names = ov
-        .stanzas
-        .clone()
-        .or(raw.stanzas)
-        .unwrap_or_else(|| vec!["message".into()]);
+    let names = ov.stanzas.clone().or(raw.stanzas).unwrap_or_else(|| vec!["message".into()]);
     let mut stanzas = BTreeSet::new();
     for name in &names {
         match Kind::from_name(name.trim()) {
@@ -288,38 +280,19 @@ fn validate(raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
                 stanzas.insert(kind.as_str());
             }
             None => {
-                return Err(err(
-                    "stanzas",
-                    format!("unknown stanza kind {name:?}; use message, presence or iq"),
-                ));
+                return Err(err("stanzas", format!("unknown stanza kind {name:?}; use message, presence or iq")));
             }
         }
     }
 
     let webhook = WebhookSettings {
-        timeout: duration(
-            raw.webhook.timeout,
-            "webhook.timeout",
-            Duration::from_secs(10),
-        )?,
-        max_response_bytes: positive(
-            raw.webhook.max_response_size,
-            "webhook.max_response_size",
-            1024 * 1024,
-        )?,
+        timeout: duration(raw.webhook.timeout, "webhook.timeout", Duration::from_secs(10))?,
+        max_response_bytes: positive(raw.webhook.max_response_size, "webhook.max_response_size", 1024 * 1024)?,
         max_in_flight: positive(raw.webhook.max_in_flight, "webhook.max_in_flight", 256)?,
     };
     let connection = ConnectionLimits {
-        keepalive: duration(
-            raw.connection.keepalive,
-            "connection.keepalive",
-            Duration::from_secs(30),
-        )?,
-        dead_after: duration(
-            raw.connection.dead_after,
-            "connection.dead_after",
-            Duration::from_secs(30),
-        )?,
+        keepalive: duration(raw.connection.keepalive, "connection.keepalive", Duration::from_secs(30))?,
+        dead_after: duration(raw.connection.dead_after, "connection.dead_after", Duration::from_secs(30))?,
         max_queued: positive(raw.connection.max_queued, "connection.max_queued", 10_000)?,
         max_stanza_bytes: positive(
             raw.connection.max_stanza_size,
@@ -332,11 +305,18 @@ fn validate(raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
         kind: raw.identity.kind.unwrap_or_else(|| "bot".into()),
         name: raw.identity.name.unwrap_or_else(|| domain.clone()),
     };
-    let shutdown_grace = duration(
-        raw.shutdown_grace,
-        "shutdown_grace",
-        Duration::from_secs(10),
-    )?;
+    let shutdown_grace = duration(raw.shutdown_grace, "shutdown_grace", Duration::from_secs(10))?;
+    let mut filters = Vec::new();
+    for (i, raw) in raw.filters.into_iter().enumerate() {
+        filters.push(filter(raw, i, base)?);
+    }
+    filters.extend(ov.filters.iter().cloned().map(FilterSettings::from_path));
+    let mut names = BTreeSet::new();
+    for f in &filters {
+        if !names.insert(f.name.as_str()) {
+            return Err(err("filter.name", format!("two filters are named `{}`; give each its own `name`", f.name)));
+        }
+    }
 
     Ok(Config {
         domain,
@@ -348,17 +328,41 @@ fn validate(raw: RawConfig, ov: &Overrides) -> Result<Config, ConfigError> {
         connection,
         identity,
         shutdown_grace,
+        filters,
     })
+}
+
+fn filter(raw: RawFilter, index: usize, base: &Path) -> Result<FilterSettings, ConfigError> {
+    let key = |name: &str| format!("filter[{index}].{name}");
+    let path = base.join(&raw.path);
+    let mut settings = FilterSettings::from_path(path);
+    if let Some(name) = raw.name {
+        settings.name = name;
+    }
+    settings.on_error = match raw.on_error.as_deref() {
+        None | Some("skip") => OnError::Skip,
+        Some("reject") => OnError::Reject,
+        Some(other) => return Err(err(&key("on_error"), format!("{other:?} is not \"skip\" or \"reject\""))),
+    };
+    let defaults = FilterLimits::default();
+    settings.limits = FilterLimits {
+        cpu: duration(raw.cpu_limit, &key("cpu_limit"), defaults.cpu)?,
+        memory_bytes: positive(raw.memory_limit, &key("memory_limit"), defaults.memory_bytes)?,
+        max_output_bytes: positive(raw.max_output, &key("max_output"), defaults.max_output_bytes)?,
+    };
+    if settings.limits.memory_bytes > crate::filter::MAX_MEMORY_BYTES {
+        return Err(err(&key("memory_limit"), format!("at most {} bytes", crate::filter::MAX_MEMORY_BYTES)));
+    }
+    settings.config = raw.config;
+    settings.grants = Grants { env: raw.env, read_dirs: raw.read_dirs.iter().map(|d| base.join(d)).collect() };
+    Ok(settings)
 }
 
 fn required(value: Option<String>, key: &str, flag: &str) -> Result<String, ConfigError> {
     match value {
         Some(v) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
         Some(_) => Err(err(key, "must not be empty")),
-        None => Err(err(
-            key,
-            format!("missing; set it in the config file or pass {flag}"),
-        )),
+        None => Err(err(key, format!("missing; set it in the config file or pass {flag}"))),
     }
 }
 
@@ -366,12 +370,8 @@ fn duration(value: Option<String>, key: &str, default: Duration) -> Result<Durat
     let Some(text) = value else {
         return Ok(default);
     };
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        err(
-            key,
-            format!("{text:?} is not a duration like \"10s\" or \"500ms\": {e}"),
-        )
-    })?;
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| err(key, format!("{text:?} is not a duration like \"10s\" or \"500ms\": {e}")))?;
     if d.is_zero() {
         return Err(err(key, "must be greater than zero"));
     }
@@ -392,8 +392,7 @@ fn check_host_port(s: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("no host".into());
     }
-    port.parse::<u16>()
-        .map_err(|e| format!("bad port {port:?}: {e}"))?;
+    port.parse::<u16>().map_err(|e| format!("bad port {port:?}: {e}"))?;
     Ok(())
 }
 
@@ -425,14 +424,8 @@ post_url = "http://127.0.0.1:8080/hook"
         assert_eq!(c.webhook.max_response_bytes, 1024 * 1024);
         assert_eq!(c.connection.max_stanza_bytes, 256 * 1024);
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
-        assert_eq!(
-            (c.identity.category.as_str(), c.identity.kind.as_str()),
-            ("client", "bot")
-        );
-        assert!(
-            !format!("{c:?}").contains("s3cret"),
-            "the secret leaks through Debug"
-        );
+        assert_eq!((c.identity.category.as_str(), c.identity.kind.as_str()), ("client", "bot"));
+        assert!(!format!("{c:?}").contains("s3cret"), "the secret leaks through Debug");
     }
 
     #[test]
@@ -448,18 +441,14 @@ component_post_stanzas = ["message", "iq"]
         assert_eq!(c.post_url.as_str(), "http://h/");
         assert!(c.forwards(Kind::Iq));
         let text = text.replace("component_post_stanzas", "post_stanza_types");
-        assert!(
-            from_toml_str(&text, &Overrides::default())
-                .expect("valid")
-                .forwards(Kind::Iq)
-        );
+        assert!(from_toml_str(&text, &Overrides::default()).expect("valid").forwards(Kind::Iq));
     }
 
     #[test]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `webhook`, `connection`, `identity` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `webhook`, `connection`, `identity`, `filter` (line 6: bogus = 1)",
         );
         check_err(
             "stanzas = [\"mesage\"]\n",
@@ -469,10 +458,7 @@ component_post_stanzas = ["message", "iq"]
             "[webhook]\ntimeout = \"soon\"\n",
             "config error: `webhook.timeout`: \"soon\" is not a duration like \"10s\" or \"500ms\": expected number at 0",
         );
-        check_err(
-            "[webhook]\nmax_in_flight = 0\n",
-            "config error: `webhook.max_in_flight`: must be greater than zero",
-        );
+        check_err("[webhook]\nmax_in_flight = 0\n", "config error: `webhook.max_in_flight`: must be greater than zero");
         check_err(
             "[webhook]\ntimeout = 10\n",
             "config error: `timeout`: invalid type: integer `10`, expected a string (line 7: timeout = 10)",
@@ -488,23 +474,12 @@ component_post_stanzas = ["message", "iq"]
         let bad = |key: &str, value: &str| {
             let text = BASE
                 .lines()
-                .map(|l| {
-                    if l.starts_with(key) {
-                        format!("{key} = {value}")
-                    } else {
-                        l.to_owned()
-                    }
-                })
+                .map(|l| if l.starts_with(key) { format!("{key} = {value}") } else { l.to_owned() })
                 .collect::<Vec<_>>()
                 .join("\n");
-            from_toml_str(&text, &Overrides::default())
-                .expect_err("accepted")
-                .to_string()
+            from_toml_str(&text, &Overrides::default()).expect_err("accepted").to_string()
         };
-        assert_eq!(
-            bad("server", "\"localhost\""),
-            "config error: `server`: \"localhost\" is not HOST:PORT: no port"
-        );
+        assert_eq!(bad("server", "\"localhost\""), "config error: `server`: \"localhost\" is not HOST:PORT: no port");
         assert_eq!(
             bad("server", "\"h:99999\""),
             "config error: `server`: \"h:99999\" is not HOST:PORT: bad port \"99999\": number too large to fit in target type"
@@ -521,10 +496,7 @@ component_post_stanzas = ["message", "iq"]
             bad("post_url", "\"not a url\""),
             "config error: `post_url`: \"not a url\" is not a URL: relative URL without a base"
         );
-        assert_eq!(
-            bad("secret", "\"\""),
-            "config error: `secret`: must not be empty"
-        );
+        assert_eq!(bad("secret", "\"\""), "config error: `secret`: must not be empty");
     }
 
     #[test]
@@ -538,25 +510,60 @@ component_post_stanzas = ["message", "iq"]
         assert_eq!(c.domain, "other.example");
         assert!(c.forwards(Kind::Iq) && c.forwards(Kind::Presence) && !c.forwards(Kind::Message));
 
-        let missing = from_toml_str(
-            "domain = \"d.example\"\nserver = \"h:1\"\nsecret = \"s\"\n",
-            &Overrides::default(),
-        )
-        .expect_err("accepted");
+        let missing =
+            from_toml_str("domain = \"d.example\"\nserver = \"h:1\"\nsecret = \"s\"\n", &Overrides::default())
+                .expect_err("accepted");
         assert_eq!(
             missing.to_string(),
             "config error: `post_url`: missing; set it in the config file or pass --post-url"
         );
-        let ov = Overrides {
-            post_url: Some("http://h/".into()),
-            ..Overrides::default()
-        };
-        assert!(
-            from_toml_str(
-                "domain = \"d.example\"\nserver = \"h:1\"\nsecret = \"s\"\n",
-                &ov
-            )
-            .is_ok()
+        let ov = Overrides { post_url: Some("http://h/".into()), ..Overrides::default() };
+        assert!(from_toml_str("domain = \"d.example\"\nserver = \"h:1\"\nsecret = \"s\"\n", &ov).is_ok());
+    }
+
+    #[test]
+    fn filters_are_read_in_order_with_their_settings() {
+        let text = format!(
+            "{BASE}
+[[filter]]
+path = \"f/a.wasm\"
+on_error = \"reject\"
+cpu_limit = \"20ms\"
+memory_limit = 1048576
+[filter.config]
+prefix = \"!\"
+
+[[filter]]
+path = \"/abs/b.wasm\"
+name = \"second\"
+"
+        );
+        let ov = Overrides { filters: vec![PathBuf::from("c.wasm")], ..Overrides::default() };
+        let c = from_toml_str(&text, &ov).expect("valid");
+        let names: Vec<_> = c.filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "second", "c"]);
+        assert_eq!(c.filters[0].path, Path::new("./f/a.wasm"));
+        assert_eq!(c.filters[1].path, Path::new("/abs/b.wasm"));
+        assert_eq!(c.filters[0].on_error, OnError::Reject);
+        assert_eq!(c.filters[1].on_error, OnError::Skip);
+        assert_eq!(c.filters[0].limits.cpu, Duration::from_millis(20));
+        assert_eq!(c.filters[0].limits.memory_bytes, 1 << 20);
+        assert_eq!(c.filters[0].config.get("prefix").map(String::as_str), Some("!"));
+    }
+
+    #[test]
+    fn filter_mistakes_name_the_entry() {
+        check_err(
+            "[[filter]]\npath = \"a.wasm\"\non_error = \"ignore\"\n",
+            "config error: `filter[0].on_error`: \"ignore\" is not \"skip\" or \"reject\"",
+        );
+        check_err(
+            "[[filter]]\npath = \"a.wasm\"\nmemory_limit = 4294967296\n",
+            "config error: `filter[0].memory_limit`: at most 1073741824 bytes",
+        );
+        check_err(
+            "[[filter]]\npath = \"x/a.wasm\"\n[[filter]]\npath = \"y/a.wasm\"\n",
+            "config error: `filter.name`: two filters are named `a`; give each its own `name`",
         );
     }
 
@@ -567,10 +574,7 @@ component_post_stanzas = ["message", "iq"]
         std::fs::write(&path, "domian = \"x\"\n").expect("write");
         let e = load(Some(&path), &Overrides::default()).expect_err("accepted");
         assert!(
-            e.to_string().starts_with(&format!(
-                "config error in {}: `domian`: unknown field",
-                path.display()
-            )),
+            e.to_string().starts_with(&format!("config error in {}: `domian`: unknown field", path.display())),
             "{e}"
         );
     }

@@ -21,9 +21,30 @@ pub use config::Config;
 
 /// Serves the configured domain until `shutdown` is cancelled, then drains and closes cleanly.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let for_loading = config.clone();
+    let filters = tokio::task::spawn_blocking(move || load_filters(&for_loading)).await??;
+    run_with(config, filters, shutdown).await
+}
+
+/// Compiles and pre-instantiates the configured filters: CPU work, seconds for large guests, so
+/// call it off the async threads.
+pub fn load_filters(config: &Config) -> anyhow::Result<filter::FilterChain> {
+    if config.filters.is_empty() {
+        return Ok(filter::FilterChain::new(Vec::new()));
+    }
+    let engine = filter::FilterEngine::new()?;
+    let loaded = config.filters.iter().cloned().map(|settings| engine.load(settings)).collect::<anyhow::Result<_>>()?;
+    Ok(filter::FilterChain::new(loaded))
+}
+
+/// `run` with filters already loaded.
+pub async fn run_with(config: Config, filters: filter::FilterChain, shutdown: CancellationToken) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let webhook = webhook::Webhook::new(config.post_url.clone(), &config.webhook)
-        .context("cannot set up the HTTP client")?;
+    if !filters.is_empty() {
+        tracing::info!("filters: {}", filters.names().join(" → "));
+    }
+    let webhook =
+        webhook::Webhook::new(config.post_url.clone(), &config.webhook).context("cannot set up the HTTP client")?;
     let settings = xmpp::ConnectionSettings {
         server: config.server.clone(),
         domain: config.domain.clone(),
@@ -34,16 +55,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
     tracing::info!("{}", config.summary());
-    pipeline::Pipeline::new(config.clone(), webhook, outbox)
-        .run(incoming, shutdown)
-        .await;
+    pipeline::Pipeline::new(config.clone(), webhook, Arc::new(filters), outbox).run(incoming, shutdown).await;
     // The pipeline is gone, so the outbox has no producers left: the connection sends what is
     // queued and closes. A server that stays away must not hold the process hostage.
     let mut connection = connection;
-    if tokio::time::timeout(config.shutdown_grace, &mut connection)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(config.shutdown_grace, &mut connection).await.is_err() {
         tracing::error!("could not deliver the remaining replies: the server is unreachable");
         connection.abort();
     }

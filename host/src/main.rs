@@ -8,11 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use stanzahook::config::{self, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "stanzahook",
-    version,
-    about = "XMPP component ↔ HTTP webhook bridge"
-)]
+#[command(name = "stanzahook", version, about = "XMPP component ↔ HTTP webhook bridge")]
 struct Cli {
     /// Log format: human-readable lines, or one JSON object per line for collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -82,6 +78,9 @@ struct Settings {
     /// Stanza kinds to forward, comma-separated: message, presence, iq.
     #[arg(long, value_delimiter = ',')]
     stanzas: Option<Vec<String>>,
+    /// A filter (WebAssembly component) with default settings, after those of the file; repeatable.
+    #[arg(long = "filter", value_name = "PATH")]
+    filters: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -92,6 +91,7 @@ impl Settings {
             secret: self.secret.clone(),
             post_url: self.post_url.clone(),
             stanzas: self.stanzas.clone(),
+            filters: self.filters.clone(),
         };
         config::load(self.config.as_deref(), &overrides)
     }
@@ -112,14 +112,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let filters = match stanzahook::load_filters(&config) {
+        Ok(chain) => chain,
+        Err(e) => {
+            eprintln!("stanzahook: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     if check_only {
         println!("config ok: {}", config.summary());
+        if !filters.is_empty() {
+            println!("filters compiled: {}", filters.names().join(", "));
+        }
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("stanzahook: cannot start the async runtime: {e}");
@@ -128,7 +135,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = stanzahook::shutdown::on_signals();
-        stanzahook::run(config, shutdown).await
+        stanzahook::run_with(config, filters, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,11 +165,7 @@ fn filter_run(args: &FilterRunArgs) -> ExitCode {
     match stanzahook::filter::local::run(&run) {
         Ok(report) => {
             print!("{}", report.text);
-            if report.failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            if report.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Err(e) => {
             eprintln!("stanzahook: {e:#}");
@@ -176,15 +179,9 @@ fn init_logging(format: LogFormat) {
     // tokio-xmpp logs through `log`, which is quiet unless a bridge is installed; its errors reach
     // us as values. Our own default is info.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
     }
 }

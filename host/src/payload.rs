@@ -6,8 +6,7 @@ use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 
 use crate::stanza::{
-    self, ErrorType, Kind, NS_COMPONENT, ParseStanzaError, StanzaError, is_iq_request, new_stanza,
-    set_attr,
+    self, ErrorType, Kind, NS_COMPONENT, ParseStanzaError, StanzaError, is_iq_request, new_stanza, set_attr,
 };
 
 /// The event JSON posted for a received stanza (SPEC §3.2). The five reference keys keep their
@@ -58,19 +57,12 @@ impl AnswerError {
 }
 
 fn bad(key: &'static str, why: impl Into<String>) -> AnswerError {
-    AnswerError::BadKey {
-        key,
-        why: why.into(),
-    }
+    AnswerError::BadKey { key, why: why.into() }
 }
 
 /// Builds the reply stanzas for a 200 JSON `answer` to `original` (SPEC §4.1–§4.4), for the
 /// component serving `domain`. An iq get/set always gets exactly one iq answer (SPEC §4.3).
-pub fn replies(
-    answer: &Value,
-    original: &Element,
-    domain: &str,
-) -> Result<Vec<Element>, AnswerError> {
+pub fn replies(answer: &Value, original: &Element, domain: &str) -> Result<Vec<Element>, AnswerError> {
     let map = answer.as_object().ok_or(AnswerError::NotAnObject)?;
     let default_to = original.attr("from").unwrap_or("");
     let default_from = original.attr("to").unwrap_or(domain);
@@ -119,8 +111,9 @@ fn from_keys(
     let from = string_key(map, "from")?.unwrap_or(default_from);
     let kind = match string_key(map, "kind")? {
         None => Kind::Message,
-        Some(name) => Kind::from_name(name)
-            .ok_or_else(|| bad("kind", format!("{name:?} is not message, presence or iq")))?,
+        Some(name) => {
+            Kind::from_name(name).ok_or_else(|| bad("kind", format!("{name:?} is not message, presence or iq")))?
+        }
     };
     let mut el = new_stanza(kind, from, to);
     let type_ = string_key(map, "type")?;
@@ -129,10 +122,7 @@ fn from_keys(
         (Kind::Message, None) => set_attr(&mut el, "type", "chat"),
         (Kind::Iq, None) if is_iq_request(original) => set_attr(&mut el, "type", "result"),
         (Kind::Iq, None) => {
-            return Err(bad(
-                "type",
-                "is required for an iq that answers no iq request",
-            ));
+            return Err(bad("type", "is required for an iq that answers no iq request"));
         }
         (Kind::Presence, None) => {}
     }
@@ -151,10 +141,7 @@ fn from_keys(
     };
     if let Some(body) = body {
         if kind != Kind::Message {
-            return Err(bad(
-                "body",
-                format!("is only allowed in a message reply, not in a {kind}"),
-            ));
+            return Err(bad("body", format!("is only allowed in a message reply, not in a {kind}")));
         }
         el.append_child(Element::builder("body", NS_COMPONENT).append(body).build());
     }
@@ -166,10 +153,7 @@ fn from_keys(
     Ok(el)
 }
 
-fn string_key<'a>(
-    map: &'a Map<String, Value>,
-    key: &'static str,
-) -> Result<Option<&'a str>, AnswerError> {
+fn string_key<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, AnswerError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -183,13 +167,9 @@ fn check_addresses(el: &mut Element, domain: &str) -> Result<(), AnswerError> {
     let to = el.attr("to").unwrap_or("").to_owned();
     let to = Jid::new(&to).map_err(|e| bad("to", format!("{to:?} is not an XMPP address: {e}")))?;
     let from_text = el.attr("from").unwrap_or("").to_owned();
-    let from = Jid::new(&from_text)
-        .map_err(|e| bad("from", format!("{from_text:?} is not an XMPP address: {e}")))?;
+    let from = Jid::new(&from_text).map_err(|e| bad("from", format!("{from_text:?} is not an XMPP address: {e}")))?;
     if from.domain().as_str() != domain {
-        return Err(AnswerError::ForeignFrom {
-            from: from_text,
-            domain: domain.to_owned(),
-        });
+        return Err(AnswerError::ForeignFrom { from: from_text, domain: domain.to_owned() });
     }
     set_attr(el, "to", to.as_str());
     set_attr(el, "from", from.as_str());
@@ -205,11 +185,7 @@ fn answers_iq(reply: &Element, original: &Element) -> bool {
 
 /// The empty `result` that acknowledges an iq request.
 pub fn empty_result(original: &Element) -> Element {
-    let mut el = new_stanza(
-        Kind::Iq,
-        original.attr("to").unwrap_or(""),
-        original.attr("from").unwrap_or(""),
-    );
+    let mut el = new_stanza(Kind::Iq, original.attr("to").unwrap_or(""), original.attr("from").unwrap_or(""));
     set_attr(&mut el, "type", "result");
     if let Some(id) = original.attr("id") {
         set_attr(&mut el, "id", id);

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::builtin;
 use crate::config::Config;
+use crate::filter::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
 use crate::payload;
 use crate::stanza::{self, ErrorType, Kind, StanzaError};
 use crate::webhook::{Outcome, Webhook};
@@ -22,6 +23,7 @@ use crate::xmpp::Outbox;
 struct Shared {
     config: Arc<Config>,
     webhook: Webhook,
+    filters: Arc<FilterChain>,
     outbox: Outbox,
 }
 
@@ -35,14 +37,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, webhook: Webhook, outbox: Outbox) -> Pipeline {
+    pub fn new(config: Arc<Config>, webhook: Webhook, filters: Arc<FilterChain>, outbox: Outbox) -> Pipeline {
         let in_flight = Arc::new(Semaphore::new(config.webhook.max_in_flight));
         Pipeline {
-            shared: Arc::new(Shared {
-                config,
-                webhook,
-                outbox,
-            }),
+            shared: Arc::new(Shared { config, webhook, filters, outbox }),
             in_flight,
             tasks: TaskTracker::new(),
             abandon: CancellationToken::new(),
@@ -66,20 +64,10 @@ impl Pipeline {
         self.tasks.close();
         let grace = self.shared.config.shutdown_grace;
         if !self.tasks.is_empty() {
-            tracing::info!(
-                "waiting up to {} s for {} in-flight stanzas",
-                grace.as_secs(),
-                self.tasks.len()
-            );
+            tracing::info!("waiting up to {} s for {} in-flight stanzas", grace.as_secs(), self.tasks.len());
         }
-        if tokio::time::timeout(grace, self.tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "shutdown grace period over: abandoning {} in-flight stanzas",
-                self.tasks.len()
-            );
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown grace period over: abandoning {} in-flight stanzas", self.tasks.len());
             self.abandon.cancel();
             self.tasks.wait().await;
         }
@@ -125,40 +113,86 @@ impl Pipeline {
 }
 
 impl Shared {
+    /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
     async fn forward(&self, el: &Element) {
         let event = payload::event(el);
-        let replies = match self.webhook.post(&event).await {
+        let (outcome, status, trail) = if self.filters.is_empty() {
+            let outcome = self.webhook.post(&event).await;
+            let status = outcome.status();
+            (outcome, status, Trail::default())
+        } else {
+            match self.filters.before(event).await {
+                BeforeOutcome::Post { event, trail } => {
+                    let outcome = self.webhook.post(&event).await;
+                    let status = outcome.status();
+                    (outcome, status, trail)
+                }
+                // No HTTP call was made: the `after` hooks see status 0.
+                BeforeOutcome::Answer { reply, trail } => (Outcome::Answer(reply), 0, trail),
+                BeforeOutcome::Drop { filter } => return self.dropped(el, &filter),
+                BeforeOutcome::Reject { filter } => return self.rejected(el, &filter),
+            }
+        };
+        let outcome = if trail.is_empty() {
+            outcome
+        } else {
+            let reply = match &outcome {
+                Outcome::Answer(reply) => Some(reply.clone()),
+                _ => None,
+            };
+            match self.filters.after(trail, status, reply).await {
+                AfterOutcome::Keep => outcome,
+                AfterOutcome::Replace(reply) => Outcome::Answer(reply),
+                AfterOutcome::Drop { filter } => return self.dropped(el, &filter),
+                AfterOutcome::Reject { filter } => return self.rejected(el, &filter),
+            }
+        };
+        let replies = self.replies_for(el, outcome);
+        self.send_replies(el, replies);
+    }
+
+    fn replies_for(&self, el: &Element, outcome: Outcome) -> Vec<Element> {
+        match outcome {
             Outcome::Answer(answer) => match payload::replies(&answer, el, &self.config.domain) {
                 Ok(replies) => replies,
                 Err(e) => {
-                    tracing::warn!("webhook answer refused: {e}");
+                    tracing::warn!("answer refused: {e}");
                     vec![stanza::error_reply(el, &e.to_stanza_error())]
                 }
             },
             Outcome::NoReply { status } => {
                 tracing::debug!("webhook answered {status} without a reply");
-                if stanza::is_iq_request(el) {
-                    vec![payload::empty_result(el)]
-                } else {
-                    Vec::new()
-                }
+                if stanza::is_iq_request(el) { vec![payload::empty_result(el)] } else { Vec::new() }
             }
-            Outcome::Failed { error, detail } => {
+            Outcome::Failed { error, detail, .. } => {
                 tracing::warn!("{detail}; answering {error}");
                 vec![stanza::error_reply(el, &error)]
             }
-        };
-        self.send_replies(el, replies);
+        }
+    }
+
+    /// A filter dropped the stanza: nothing is sent, except that an iq request still gets its
+    /// one answer (RFC 6120 §8.2.3), a refusal.
+    fn dropped(&self, el: &Element, filter: &str) {
+        tracing::debug!(filter, "dropped by a filter");
+        if stanza::is_iq_request(el) {
+            let refusal = StanzaError::new(ErrorType::Cancel, "service-unavailable");
+            self.send_replies(el, vec![stanza::error_reply(el, &refusal)]);
+        }
+    }
+
+    /// A filter failed with `on_error = "reject"` (SPEC §7.4).
+    fn rejected(&self, el: &Element, filter: &str) {
+        tracing::warn!(filter, "answering internal-server-error: the filter failed and rejects on error");
+        let error = StanzaError::new(ErrorType::Cancel, "internal-server-error");
+        self.send_replies(el, vec![stanza::error_reply(el, &error)]);
     }
 
     /// The one gate every reply passes (SPEC §2.2, §3.4.1, §4.7).
     fn send_replies(&self, original: &Element, replies: Vec<Element>) {
         if stanza::is_unanswerable(original) {
             if !replies.is_empty() {
-                tracing::debug!(
-                    "not answering a stanza of type {:?}",
-                    original.attr("type").unwrap_or("")
-                );
+                tracing::debug!("not answering a stanza of type {:?}", original.attr("type").unwrap_or(""));
             }
             return;
         }
@@ -166,12 +200,9 @@ impl Shared {
         for reply in replies {
             let size = stanza::to_xml_string(&reply).len();
             if size > max {
-                tracing::warn!(
-                    "reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent"
-                );
-                let error = StanzaError::new(ErrorType::Cancel, "undefined-condition").with_text(
-                    format!("The bot's reply was too large ({size} bytes, at most {max})"),
-                );
+                tracing::warn!("reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent");
+                let error = StanzaError::new(ErrorType::Cancel, "undefined-condition")
+                    .with_text(format!("The bot's reply was too large ({size} bytes, at most {max})"));
                 self.outbox.send(stanza::error_reply(original, &error));
                 continue;
             }

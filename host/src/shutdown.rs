@@ -9,9 +9,7 @@ pub fn on_signals() -> CancellationToken {
     let cancel = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!(
-            "shutting down: finishing in-flight stanzas (send the signal again to stop at once)"
-        );
+        tracing::info!("shutting down: finishing in-flight stanzas (send the signal again to stop at once)");
         cancel.cancel();
         wait_for_signal().await;
         tracing::warn!("second signal: exiting without waiting");

@@ -88,11 +88,7 @@ pub struct StanzaError {
 
 impl StanzaError {
     pub fn new(error_type: ErrorType, condition: &'static str) -> Self {
-        StanzaError {
-            error_type,
-            condition,
-            text: None,
-        }
+        StanzaError { error_type, condition, text: None }
     }
 
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
@@ -120,8 +116,7 @@ pub fn set_attr(el: &mut Element, name: &'static str, value: &str) {
     if let Some(old) = el.attrs_mut().get_mut(&Namespace::NONE, &name) {
         *old = value.to_owned();
     } else {
-        el.attrs_mut()
-            .insert(Namespace::NONE, name, value.to_owned());
+        el.attrs_mut().insert(Namespace::NONE, name, value.to_owned());
     }
 }
 
@@ -182,11 +177,7 @@ pub fn error_element(error: &StanzaError) -> Element {
         .append(Element::bare(error.condition, NS_STANZAS))
         .build();
     if let Some(text) = &error.text {
-        el.append_child(
-            Element::builder("text", NS_STANZAS)
-                .append(text.as_str())
-                .build(),
-        );
+        el.append_child(Element::builder("text", NS_STANZAS).append(text.as_str()).build());
     }
     el
 }
@@ -287,9 +278,8 @@ pub fn parse_stanza_override(xml: &str) -> Result<Element, ParseStanzaError> {
         return Err(ParseStanzaError::Xml(format!("`{WRAPPER}` is reserved")));
     }
     let wrapped = format!("<stanzahook-wrapper xmlns='{NS_COMPONENT}'>{xml}</stanzahook-wrapper>");
-    let wrapper: Element = wrapped
-        .parse()
-        .map_err(|e: tokio_xmpp::minidom::Error| ParseStanzaError::Xml(e.to_string()))?;
+    let wrapper: Element =
+        wrapped.parse().map_err(|e: tokio_xmpp::minidom::Error| ParseStanzaError::Xml(e.to_string()))?;
     if wrapper.texts().any(|t| !t.trim().is_empty()) {
         return Err(ParseStanzaError::Xml("text outside the element".into()));
     }
@@ -311,15 +301,10 @@ const WRAPPER: &str = "stanzahook-wrapper";
 
 /// A copy of `el` with every `jabber:client` element moved into the component namespace.
 fn rewrite_client_ns(el: &Element) -> Element {
-    let ns = if el.ns() == NS_CLIENT {
-        NS_COMPONENT.to_owned()
-    } else {
-        el.ns()
-    };
+    let ns = if el.ns() == NS_CLIENT { NS_COMPONENT.to_owned() } else { el.ns() };
     let mut out = Element::builder(el.name(), ns).build();
     for ((attr_ns, name), value) in el.attrs().iter() {
-        out.attrs_mut()
-            .insert(attr_ns.clone(), name.clone(), value.clone());
+        out.attrs_mut().insert(attr_ns.clone(), name.clone(), value.clone());
     }
     for node in el.nodes() {
         match node {
@@ -361,34 +346,18 @@ mod tests {
 
     #[test]
     fn client_namespace_is_rewritten_throughout() {
-        let el = parse_stanza_override("<message xmlns='jabber:client'><body>x</body></message>")
-            .expect("parses");
+        let el = parse_stanza_override("<message xmlns='jabber:client'><body>x</body></message>").expect("parses");
         assert_eq!(el.ns(), NS_COMPONENT);
         assert!(el.children().all(|c| c.ns() == NS_COMPONENT));
     }
 
     #[test]
     fn override_rejects_what_is_not_one_stanza() {
-        assert_eq!(
-            parse_stanza_override(""),
-            Err(ParseStanzaError::NotOneElement(0))
-        );
-        assert_eq!(
-            parse_stanza_override("<message/><message/>"),
-            Err(ParseStanzaError::NotOneElement(2))
-        );
-        assert_eq!(
-            parse_stanza_override("<foo/>"),
-            Err(ParseStanzaError::NotAStanza("foo".into()))
-        );
-        assert!(matches!(
-            parse_stanza_override("<message>"),
-            Err(ParseStanzaError::Xml(_))
-        ));
-        assert!(matches!(
-            parse_stanza_override("x<message/>"),
-            Err(ParseStanzaError::Xml(_))
-        ));
+        assert_eq!(parse_stanza_override(""), Err(ParseStanzaError::NotOneElement(0)));
+        assert_eq!(parse_stanza_override("<message/><message/>"), Err(ParseStanzaError::NotOneElement(2)));
+        assert_eq!(parse_stanza_override("<foo/>"), Err(ParseStanzaError::NotAStanza("foo".into())));
+        assert!(matches!(parse_stanza_override("<message>"), Err(ParseStanzaError::Xml(_))));
+        assert!(matches!(parse_stanza_override("x<message/>"), Err(ParseStanzaError::Xml(_))));
         assert!(matches!(
             parse_stanza_override("</stanzahook-wrapper><message/><stanzahook-wrapper>"),
             Err(ParseStanzaError::Xml(_))
@@ -401,14 +370,9 @@ mod tests {
 
     #[test]
     fn error_reply_swaps_addresses_and_keeps_id() {
-        let orig = parse_received(
-            "<iq to='bot.example' from='u@example/r' id='q1' type='get'><x xmlns='urn:x'/></iq>",
-        )
-        .expect("parses");
-        let reply = error_reply(
-            &orig,
-            &StanzaError::new(ErrorType::Cancel, "service-unavailable").with_text("no"),
-        );
+        let orig = parse_received("<iq to='bot.example' from='u@example/r' id='q1' type='get'><x xmlns='urn:x'/></iq>")
+            .expect("parses");
+        let reply = error_reply(&orig, &StanzaError::new(ErrorType::Cancel, "service-unavailable").with_text("no"));
         assert_eq!(
             to_xml_string(&reply),
             r#"<iq from="bot.example" id="q1" to="u@example/r" type="error"><error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">no</text></error></iq>"#

@@ -18,8 +18,19 @@ pub enum Outcome {
     Answer(Value),
     /// A `2xx` that asks for no reply (SPEC §4.5).
     NoReply { status: u16 },
-    /// Anything else: the error the sender receives, and what to log.
-    Failed { error: StanzaError, detail: String },
+    /// Anything else: the error the sender receives, and what to log; `status` is 0 when no
+    /// HTTP answer came.
+    Failed { status: u16, error: StanzaError, detail: String },
+}
+
+impl Outcome {
+    /// The HTTP status behind the outcome, as filters' `after` hooks see it.
+    pub fn status(&self) -> u16 {
+        match self {
+            Outcome::Answer(_) => 200,
+            Outcome::NoReply { status } | Outcome::Failed { status, .. } => *status,
+        }
+    }
 }
 
 /// The webhook client. Clone is cheap: the connection pool is shared.
@@ -40,18 +51,14 @@ impl Webhook {
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Webhook {
-            client,
-            url,
-            max_response_bytes: settings.max_response_bytes,
-        })
+        Ok(Webhook { client, url, max_response_bytes: settings.max_response_bytes })
     }
 
     /// POSTs one event and classifies the answer. Never fails: every outcome is an `Outcome`.
     pub async fn post(&self, event: &Value) -> Outcome {
         let body = match serde_json::to_vec(event) {
             Ok(b) => b,
-            Err(e) => return failed(internal(), format!("cannot encode the event: {e}")),
+            Err(e) => return failed(0, internal(), format!("cannot encode the event: {e}")),
         };
         let response = self
             .client
@@ -63,37 +70,24 @@ impl Webhook {
         let mut response = match response {
             Ok(r) => r,
             Err(e) => {
-                let why = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "connection failed"
-                };
+                let why = if e.is_timeout() { "timed out" } else { "connection failed" };
                 return failed(
-                    StanzaError::new(ErrorType::Cancel, "remote-server-timeout")
-                        .with_text("Connection failure"),
+                    0,
+                    StanzaError::new(ErrorType::Cancel, "remote-server-timeout").with_text("Connection failure"),
                     format!("webhook {why}: {}", error_chain(&e)),
                 );
             }
         };
         let status = response.status().as_u16();
         if !(200..300).contains(&status) {
-            return failed(
-                status_error(status),
-                format!("webhook answered HTTP {status}"),
-            );
+            return failed(status, status_error(status), format!("webhook answered HTTP {status}"));
         }
-        let is_json = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(is_json_media_type);
+        let is_json =
+            response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type);
         if status != 200 || !is_json {
             return Outcome::NoReply { status };
         }
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_response_bytes as u64)
-        {
+        if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
             return too_large(self.max_response_bytes);
         }
         let mut body = Vec::new();
@@ -108,8 +102,8 @@ impl Webhook {
                 Ok(None) => break,
                 Err(e) => {
                     return failed(
-                        StanzaError::new(ErrorType::Cancel, "remote-server-timeout")
-                            .with_text("Connection failure"),
+                        status,
+                        StanzaError::new(ErrorType::Cancel, "remote-server-timeout").with_text("Connection failure"),
                         format!("reading the webhook's answer failed: {}", error_chain(&e)),
                     );
                 }
@@ -121,6 +115,7 @@ impl Webhook {
         match serde_json::from_slice(&body) {
             Ok(value) => Outcome::Answer(value),
             Err(e) => failed(
+                status,
                 StanzaError::new(ErrorType::Cancel, "undefined-condition")
                     .with_text(format!("The bot's answer was not valid JSON: {e}")),
                 format!("webhook answered invalid JSON: {e}"),
@@ -129,8 +124,8 @@ impl Webhook {
     }
 }
 
-fn failed(error: StanzaError, detail: String) -> Outcome {
-    Outcome::Failed { error, detail }
+fn failed(status: u16, error: StanzaError, detail: String) -> Outcome {
+    Outcome::Failed { status, error, detail }
 }
 
 fn internal() -> StanzaError {
@@ -139,6 +134,7 @@ fn internal() -> StanzaError {
 
 fn too_large(limit: usize) -> Outcome {
     failed(
+        200,
         StanzaError::new(ErrorType::Cancel, "undefined-condition")
             .with_text(format!("The bot's answer was larger than {limit} bytes")),
         format!("webhook answer exceeds webhook.max_response_size ({limit} bytes)"),
@@ -147,10 +143,7 @@ fn too_large(limit: usize) -> Outcome {
 
 /// `application/json`, with or without parameters such as `; charset=utf-8`.
 fn is_json_media_type(value: &str) -> bool {
-    value
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    value.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// The stanza error for a non-2xx status, as the reference maps it (SPEC §4.6).
@@ -166,11 +159,7 @@ pub fn status_error(status: u16) -> StanzaError {
         500 => (Cancel, "internal-server-error", None),
         501 => (Cancel, "feature-not-implemented", None),
         502 => (Cancel, "remote-server-timeout", Some("Bad gateway")),
-        503 => (
-            Wait,
-            "remote-server-timeout",
-            Some("Service temporarily unavailable"),
-        ),
+        503 => (Wait, "remote-server-timeout", Some("Service temporarily unavailable")),
         504 => (Wait, "remote-server-timeout", Some("Gateway timeout")),
         _ => (Cancel, "service-unavailable", None),
     };

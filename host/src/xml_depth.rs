@@ -62,11 +62,7 @@ pub struct DepthScanner {
 impl DepthScanner {
     /// A scanner that fails once the depth exceeds `max`.
     pub fn new(max: u32) -> Self {
-        DepthScanner {
-            depth: 0,
-            max,
-            state: State::Text,
-        }
+        DepthScanner { depth: 0, max, state: State::Text }
     }
 
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), TooDeep> {
@@ -83,35 +79,22 @@ impl DepthScanner {
                         if self.depth > self.max {
                             return Err(TooDeep { max: self.max });
                         }
-                        State::StartTag {
-                            quote: 0,
-                            slash: false,
-                        }
+                        State::StartTag { quote: 0, slash: false }
                     }
                 },
-                State::StartTag { quote, slash } if quote != 0 => State::StartTag {
-                    quote: if b == quote { 0 } else { quote },
-                    slash,
-                },
+                State::StartTag { quote, slash } if quote != 0 => {
+                    State::StartTag { quote: if b == quote { 0 } else { quote }, slash }
+                }
                 State::StartTag { slash, .. } => match b {
-                    b'"' | b'\'' => State::StartTag {
-                        quote: b,
-                        slash: false,
-                    },
+                    b'"' | b'\'' => State::StartTag { quote: b, slash: false },
                     b'>' => {
                         if slash {
                             self.depth = self.depth.saturating_sub(1);
                         }
                         State::Text
                     }
-                    b'/' => State::StartTag {
-                        quote: 0,
-                        slash: true,
-                    },
-                    _ => State::StartTag {
-                        quote: 0,
-                        slash: false,
-                    },
+                    b'/' => State::StartTag { quote: 0, slash: true },
+                    _ => State::StartTag { quote: 0, slash: false },
                 },
                 State::EndTag if b == b'>' => {
                     self.depth = self.depth.saturating_sub(1);
@@ -124,22 +107,18 @@ impl DepthScanner {
                     _ => State::Declaration { quote: 0 },
                 },
                 State::Comment { dashes } => match b {
-                    b'-' => State::Comment {
-                        dashes: (dashes + 1).min(2),
-                    },
+                    b'-' => State::Comment { dashes: (dashes + 1).min(2) },
                     b'>' if dashes >= 2 => State::Text,
                     _ => State::Comment { dashes: 0 },
                 },
                 State::CData { brackets } => match b {
-                    b']' => State::CData {
-                        brackets: (brackets + 1).min(2),
-                    },
+                    b']' => State::CData { brackets: (brackets + 1).min(2) },
                     b'>' if brackets >= 2 => State::Text,
                     _ => State::CData { brackets: 0 },
                 },
-                State::Declaration { quote } if quote != 0 => State::Declaration {
-                    quote: if b == quote { 0 } else { quote },
-                },
+                State::Declaration { quote } if quote != 0 => {
+                    State::Declaration { quote: if b == quote { 0 } else { quote } }
+                }
                 State::Declaration { .. } => match b {
                     b'"' | b'\'' => State::Declaration { quote: b },
                     b'>' => State::Text,
@@ -172,19 +151,12 @@ pub struct DepthGuarded<Io> {
 impl<Io> DepthGuarded<Io> {
     /// Guards a stream whose root element (`<stream:stream>`) holds the stanzas.
     pub fn stream(inner: Io) -> Self {
-        DepthGuarded {
-            inner,
-            scanner: DepthScanner::new(MAX_STANZA_DEPTH + 1),
-        }
+        DepthGuarded { inner, scanner: DepthScanner::new(MAX_STANZA_DEPTH + 1) }
     }
 }
 
 impl<Io: AsyncRead + Unpin> AsyncRead for DepthGuarded<Io> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -204,11 +176,7 @@ impl<Io: AsyncRead + Unpin> AsyncRead for DepthGuarded<Io> {
 }
 
 impl<Io: AsyncWrite + Unpin> AsyncWrite for DepthGuarded<Io> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -248,10 +216,7 @@ mod tests {
 
     #[test]
     fn comments_cdata_and_instructions_are_not_elements() {
-        assert!(depth_ok(
-            "<?xml version='1.0'?><a><!-- <b><c><d> --><![CDATA[<b><c><d>]]></a>",
-            1
-        ));
+        assert!(depth_ok("<?xml version='1.0'?><a><!-- <b><c><d> --><![CDATA[<b><c><d>]]></a>", 1));
         assert!(depth_ok("<a><!----><!-- - -- --></a>", 1));
     }
 
@@ -261,18 +226,9 @@ mod tests {
         for split in 0..xml.len() {
             let mut scanner = DepthScanner::new(4);
             let (head, tail) = xml.as_bytes().split_at(split);
-            assert!(
-                scanner.feed(head).and_then(|()| scanner.feed(tail)).is_ok(),
-                "split at {split}"
-            );
+            assert!(scanner.feed(head).and_then(|()| scanner.feed(tail)).is_ok(), "split at {split}");
             let mut scanner = DepthScanner::new(3);
-            assert!(
-                scanner
-                    .feed(head)
-                    .and_then(|()| scanner.feed(tail))
-                    .is_err(),
-                "split at {split}"
-            );
+            assert!(scanner.feed(head).and_then(|()| scanner.feed(tail)).is_err(), "split at {split}");
         }
     }
 }

@@ -95,11 +95,7 @@ async fn run(
     let mut failures: u32 = 0;
     let mut unsent: Option<Element> = None;
     loop {
-        if stop_reading.is_cancelled()
-            && outgoing.is_closed()
-            && outgoing.is_empty()
-            && unsent.is_none()
-        {
+        if stop_reading.is_cancelled() && outgoing.is_closed() && outgoing.is_empty() && unsent.is_none() {
             return;
         }
         tracing::info!(server = %settings.server, domain = %settings.domain, "connecting");
@@ -107,15 +103,7 @@ async fn run(
             Ok(stream) => {
                 failures = 0;
                 tracing::info!(server = %settings.server, domain = %settings.domain, "connected, serving {}", settings.domain);
-                let end = serve(
-                    stream,
-                    &settings,
-                    &stop_reading,
-                    &mut outgoing,
-                    &incoming,
-                    &mut unsent,
-                )
-                .await;
+                let end = serve(stream, &settings, &stop_reading, &mut outgoing, &incoming, &mut unsent).await;
                 match end {
                     SessionEnd::Finished => {
                         tracing::info!("stream closed");
@@ -130,11 +118,7 @@ async fn run(
             }
         }
         let delay = backoff(failures);
-        tracing::info!(
-            "reconnecting in {} ms (attempt {})",
-            delay.as_millis(),
-            failures + 1
-        );
+        tracing::info!("reconnecting in {} ms (attempt {})", delay.as_millis(), failures + 1);
         tokio::time::sleep(delay).await;
     }
 }
@@ -142,9 +126,7 @@ async fn run(
 /// Exponential backoff with full jitter: the first retry comes within a second, later ones
 /// spread out up to 30 s so that many components do not hammer a restarting server together.
 fn backoff(failures: u32) -> Duration {
-    let ceiling = FIRST_RETRY
-        .saturating_mul(2u32.saturating_pow(failures.min(16)))
-        .min(MAX_RETRY);
+    let ceiling = FIRST_RETRY.saturating_mul(2u32.saturating_pow(failures.min(16))).min(MAX_RETRY);
     let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
@@ -152,9 +134,7 @@ fn backoff(failures: u32) -> Duration {
 /// Why a connection attempt failed, worded for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error(
-        "cannot connect to {server}: {source} (is the server running, and is its component port {server}?)"
-    )]
+    #[error("cannot connect to {server}: {source} (is the server running, and is its component port {server}?)")]
     Tcp { server: String, source: io::Error },
     #[error("connection to {server} timed out")]
     Timeout { server: String },
@@ -163,12 +143,7 @@ pub enum ConnectError {
     #[error("{server} sent no stream id; is {server} an XMPP component port (XEP-0114)?")]
     NoStreamId { server: String },
     #[error("handshake refused by {server}: {condition}{text} — {hint}")]
-    Refused {
-        server: String,
-        condition: String,
-        text: String,
-        hint: String,
-    },
+    Refused { server: String, condition: String, text: String, hint: String },
     #[error("{server} closed the stream during the handshake (wrong secret or unknown domain?)")]
     ClosedDuringHandshake { server: String },
 }
@@ -178,52 +153,24 @@ async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> 
     let attempt = async {
         let tcp = TcpStream::connect(&settings.server)
             .await
-            .map_err(|source| ConnectError::Tcp {
-                server: server.clone(),
-                source,
-            })?;
+            .map_err(|source| ConnectError::Tcp { server: server.clone(), source })?;
         // Stanzas are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
-        let header = StreamHeader {
-            from: None,
-            to: Some(settings.domain.as_str().into()),
-            id: None,
-        };
-        let timeouts = Timeouts {
-            read_timeout: settings.keepalive,
-            response_timeout: settings.dead_after,
-        };
-        let mut pending = xmlstream::initiate_stream(
-            BufStream::new(DepthGuarded::stream(tcp)),
-            NS_COMPONENT,
-            header,
-            timeouts,
-        )
-        .await
-        .map_err(|source| ConnectError::Stream {
-            server: server.clone(),
-            source,
-        })?;
+        let header = StreamHeader { from: None, to: Some(settings.domain.as_str().into()), id: None };
+        let timeouts = Timeouts { read_timeout: settings.keepalive, response_timeout: settings.dead_after };
+        let mut pending =
+            xmlstream::initiate_stream(BufStream::new(DepthGuarded::stream(tcp)), NS_COMPONENT, header, timeouts)
+                .await
+                .map_err(|source| ConnectError::Stream { server: server.clone(), source })?;
         let stream_id = pending
             .take_header()
             .id
             .map(|id| id.into_owned())
-            .ok_or_else(|| ConnectError::NoStreamId {
-                server: server.clone(),
-            })?;
+            .ok_or_else(|| ConnectError::NoStreamId { server: server.clone() })?;
         // Component streams carry no stream features (XEP-0114 predates them).
         let mut stream: Stream = pending.skip_features();
-        let handshake = Element::from(Handshake::from_stream_id_and_password(
-            stream_id,
-            &settings.secret,
-        ));
-        stream
-            .send(&handshake)
-            .await
-            .map_err(|source| ConnectError::Stream {
-                server: server.clone(),
-                source,
-            })?;
+        let handshake = Element::from(Handshake::from_stream_id_and_password(stream_id, &settings.secret));
+        stream.send(&handshake).await.map_err(|source| ConnectError::Stream { server: server.clone(), source })?;
         loop {
             match stream.next().await {
                 Some(Ok(el)) if el.name() == "handshake" && el.ns() == NS_COMPONENT => {
@@ -232,36 +179,24 @@ async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> 
                 Some(Ok(el)) if is_stream_error(&el) => {
                     let (condition, text) = stream_error_condition(&el);
                     let hint = refusal_hint(&condition, settings);
-                    return Err(ConnectError::Refused {
-                        server: server.clone(),
-                        condition,
-                        text,
-                        hint,
-                    });
+                    return Err(ConnectError::Refused { server: server.clone(), condition, text, hint });
                 }
                 Some(Ok(el)) => {
                     tracing::debug!("ignoring <{}/> before the handshake answer", el.name())
                 }
                 Some(Err(ReadError::SoftTimeout)) | Some(Err(ReadError::ParseError(_))) => {}
                 Some(Err(ReadError::HardError(source))) => {
-                    return Err(ConnectError::Stream {
-                        server: server.clone(),
-                        source,
-                    });
+                    return Err(ConnectError::Stream { server: server.clone(), source });
                 }
                 Some(Err(ReadError::StreamFooterReceived)) | None => {
-                    return Err(ConnectError::ClosedDuringHandshake {
-                        server: server.clone(),
-                    });
+                    return Err(ConnectError::ClosedDuringHandshake { server: server.clone() });
                 }
             }
         }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
         .await
-        .unwrap_or(Err(ConnectError::Timeout {
-            server: settings.server.clone(),
-        }))
+        .unwrap_or(Err(ConnectError::Timeout { server: settings.server.clone() }))
 }
 
 fn refusal_hint(condition: &str, settings: &ConnectionSettings) -> String {
@@ -271,9 +206,7 @@ fn refusal_hint(condition: &str, settings: &ConnectionSettings) -> String {
             format!("check that the secret matches the server's component_secret for {domain}")
         }
         "host-unknown" | "improper-addressing" => {
-            format!(
-                "the server has no external component {domain} configured (Prosody: Component \"{domain}\")"
-            )
+            format!("the server has no external component {domain} configured (Prosody: Component \"{domain}\")")
         }
         "conflict" => format!("another connection is already serving {domain}"),
         _ => format!("check the server's component configuration for {domain}"),
@@ -382,9 +315,7 @@ fn keepalive_ping(domain: &str, n: u64) -> Element {
 fn is_keepalive_echo(el: &Element, domain: &str) -> bool {
     el.name() == "iq"
         && el.attr("from") == Some(domain)
-        && el
-            .attr("id")
-            .is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
+        && el.attr("id").is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
 }
 
 #[cfg(test)]
@@ -406,9 +337,6 @@ mod tests {
             .parse()
             .expect("parses");
         assert!(is_stream_error(&el));
-        assert_eq!(
-            stream_error_condition(&el),
-            ("conflict".to_owned(), " (taken)".to_owned())
-        );
+        assert_eq!(stream_error_condition(&el), ("conflict".to_owned(), " (taken)".to_owned()));
     }
 }

@@ -24,12 +24,8 @@ impl XmppClient {
     pub async fn login(c2s_port: u16, user: &str, password: &str) -> anyhow::Result<XmppClient> {
         let bare = format!("{user}@{}", crate::prosody::CLIENT_DOMAIN);
         let jid = xmpp_client::jid::BareJid::new(&bare)?;
-        let mut client = Client::new_plaintext(
-            jid,
-            password,
-            DnsConfig::addr(&format!("127.0.0.1:{c2s_port}")),
-            Timeouts::tight(),
-        );
+        let mut client =
+            Client::new_plaintext(jid, password, DnsConfig::addr(&format!("127.0.0.1:{c2s_port}")), Timeouts::tight());
         let bound = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(event) = client.next().await {
                 match event {
@@ -56,8 +52,7 @@ impl XmppClient {
     /// Sends a stanza written as XML (in the client namespace unless it says otherwise).
     pub async fn send(&mut self, xml: &str) -> anyhow::Result<()> {
         let el = parse_client_xml(xml)?;
-        let stanza =
-            Stanza::try_from(el).map_err(|e| anyhow!("not a stanza the client can send: {e:?}"))?;
+        let stanza = Stanza::try_from(el).map_err(|e| anyhow!("not a stanza the client can send: {e:?}"))?;
         self.client.send_stanza(stanza).await?;
         Ok(())
     }
@@ -76,8 +71,7 @@ impl XmppClient {
     }
 
     fn is_noise(&self, el: &Element) -> bool {
-        is_roster_push(el)
-            || (el.name() == "presence" && el.attr("from") == Some(self.jid.as_str()))
+        is_roster_push(el) || (el.name() == "presence" && el.attr("from") == Some(self.jid.as_str()))
     }
 
     /// The next stanza received within `within`, whatever it is.
@@ -139,14 +133,8 @@ impl XmppClient {
 
 fn parse_client_xml(xml: &str) -> anyhow::Result<Element> {
     let wrapped = format!("<wrapper xmlns='{NS_CLIENT}'>{xml}</wrapper>");
-    let wrapper: Element = wrapped
-        .parse()
-        .with_context(|| format!("bad test XML: {xml}"))?;
-    wrapper
-        .children()
-        .next()
-        .cloned()
-        .ok_or_else(|| anyhow!("no element in: {xml}"))
+    let wrapper: Element = wrapped.parse().with_context(|| format!("bad test XML: {xml}"))?;
+    wrapper.children().next().cloned().ok_or_else(|| anyhow!("no element in: {xml}"))
 }
 
 /// Prosody pushes roster changes to the client after a subscription.
@@ -172,7 +160,5 @@ pub fn error_of(el: &Element) -> Option<(String, String)> {
 
 /// The text of a received stanza error, if any.
 pub fn error_text(el: &Element) -> Option<String> {
-    el.get_child("error", NS_CLIENT)?
-        .get_child("text", "urn:ietf:params:xml:ns:xmpp-stanzas")
-        .map(Element::text)
+    el.get_child("error", NS_CLIENT)?.get_child("text", "urn:ietf:params:xml:ns:xmpp-stanzas").map(Element::text)
 }

@@ -22,13 +22,9 @@ impl FakeComponentServer {
 
     /// Accepts one component connection and completes its handshake.
     pub async fn accept(&self, within: Duration) -> anyhow::Result<FakeSession> {
-        let (stream, _) = tokio::time::timeout(within, self.listener.accept())
-            .await
-            .context("no connection from stanzahook")??;
-        let mut session = FakeSession {
-            stream,
-            buf: Vec::new(),
-        };
+        let (stream, _) =
+            tokio::time::timeout(within, self.listener.accept()).await.context("no connection from stanzahook")??;
+        let mut session = FakeSession { stream, buf: Vec::new() };
         let header = session.read_until(">", within).await?;
         let domain = attr(&header, "to").unwrap_or_default();
         session

@@ -9,23 +9,12 @@ use anyhow::{Context, bail};
 
 /// The arguments of `stanzahook run` for a domain served through `server`, posting to
 /// `post_url`, with an optional config file for everything else.
-pub fn run_args(
-    domain: &str,
-    server: &str,
-    secret: &str,
-    post_url: &str,
-    config: Option<&Path>,
-) -> Vec<String> {
+pub fn run_args(domain: &str, server: &str, secret: &str, post_url: &str, config: Option<&Path>) -> Vec<String> {
     let mut args = vec!["run".to_owned()];
     if let Some(config) = config {
         args.extend(["--config".to_owned(), config.display().to_string()]);
     }
-    for (flag, value) in [
-        ("--domain", domain),
-        ("--server", server),
-        ("--secret", secret),
-        ("--post-url", post_url),
-    ] {
+    for (flag, value) in [("--domain", domain), ("--server", server), ("--secret", secret), ("--post-url", post_url)] {
         args.extend([flag.to_owned(), value.to_owned()]);
     }
     args
@@ -41,17 +30,12 @@ pub struct HostProcess {
 impl HostProcess {
     /// Starts `bin` with `args` (e.g. `["run", "--domain", …]`).
     pub fn start(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
-        let dir = tempfile::Builder::new()
-            .prefix("stanzahook-host-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("stanzahook-host-").tempdir()?;
         let log_path = dir.path().join("stanzahook.log");
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(bin)
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .env_remove("STANZAHOOK_SECRET")
             .stdin(Stdio::null())
@@ -59,11 +43,7 @@ impl HostProcess {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        Ok(HostProcess {
-            child,
-            log_path,
-            _dir: dir,
-        })
+        Ok(HostProcess { child, log_path, _dir: dir })
     }
 
     /// Everything it logged so far.
@@ -79,17 +59,10 @@ impl HostProcess {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "stanzahook exited ({status}) before logging {needle:?}; its log:\n{}",
-                    self.log()
-                );
+                bail!("stanzahook exited ({status}) before logging {needle:?}; its log:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "stanzahook did not log {needle:?} within {} ms; its log:\n{}",
-                    within.as_millis(),
-                    self.log()
-                );
+                bail!("stanzahook did not log {needle:?} within {} ms; its log:\n{}", within.as_millis(), self.log());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -97,10 +70,7 @@ impl HostProcess {
 
     /// Sends SIGTERM, as systemd does on stop.
     pub fn terminate(&self) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()?;
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
         Ok(())
     }
@@ -113,11 +83,7 @@ impl HostProcess {
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                bail!(
-                    "stanzahook still running after {} ms; its log:\n{}",
-                    within.as_millis(),
-                    self.log()
-                );
+                bail!("stanzahook still running after {} ms; its log:\n{}", within.as_millis(), self.log());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

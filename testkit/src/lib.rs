@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fake_server;
+pub mod guests;
 pub mod host;
 pub mod prosody;
 pub mod webhook;

@@ -43,9 +43,7 @@ pub const CLIENT_DOMAIN: &str = "localhost";
 impl Prosody {
     /// Starts Prosody and waits until both its ports accept connections.
     pub fn start(setup: &ProsodySetup) -> anyhow::Result<Prosody> {
-        let dir = tempfile::Builder::new()
-            .prefix("stanzahook-prosody-")
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix("stanzahook-prosody-").tempdir()?;
         let c2s_port = crate::free_port()?;
         let component_port = crate::free_port()?;
         std::fs::create_dir_all(dir.path().join("certs"))?;
@@ -57,25 +55,14 @@ impl Prosody {
                 format!("return {{ [\"password\"] = {}; }};\n", lua_string(password)),
             )?;
         }
-        std::fs::write(
-            dir.path().join("prosody.cfg.lua"),
-            config(dir.path(), c2s_port, component_port, setup),
-        )?;
-        let mut prosody = Prosody {
-            dir,
-            child: None,
-            c2s_port,
-            component_port,
-        };
+        std::fs::write(dir.path().join("prosody.cfg.lua"), config(dir.path(), c2s_port, component_port, setup))?;
+        let mut prosody = Prosody { dir, child: None, c2s_port, component_port };
         prosody.spawn()?;
         Ok(prosody)
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("console.log"))?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("console.log"))?;
         let child = Command::new("prosody")
             .arg("--config")
             .arg(self.dir.path().join("prosody.cfg.lua"))
@@ -95,10 +82,7 @@ impl Prosody {
                     bail!("prosody exited with {status}; its log:\n{}", self.log());
                 }
                 if Instant::now() > deadline {
-                    bail!(
-                        "prosody did not open port {port} within 15 s; its log:\n{}",
-                        self.log()
-                    );
+                    bail!("prosody did not open port {port} within 15 s; its log:\n{}", self.log());
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -130,8 +114,7 @@ impl Prosody {
 
     /// Prosody's own log, for failure messages.
     pub fn log(&self) -> String {
-        let read =
-            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         format!("{}{}", read("console.log"), read("prosody.log"))
     }
 }
@@ -179,12 +162,7 @@ VirtualHost "{CLIENT_DOMAIN}"
         log = path("prosody.log"),
     );
     for (domain, secret) in &setup.components {
-        let _ = write!(
-            cfg,
-            "\nComponent {}\n    component_secret = {}\n",
-            lua_string(domain),
-            lua_string(secret)
-        );
+        let _ = write!(cfg, "\nComponent {}\n    component_secret = {}\n", lua_string(domain), lua_string(secret));
     }
     cfg
 }

@@ -13,6 +13,7 @@
 //! | `redirect` | 302 to `/` |
 //! | `huge` | 200 JSON of 2 MiB |
 //! | `bigreply` | 200 JSON whose reply stanza would be 300 KiB |
+//! | `slack` | a chat webhook of another shape: `{"text": "you said " + <the event's text>}` |
 //! | `iq` | `{"kind": "iq", "stanza": ...}` style answers: `{"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}` |
 //!
 //! Every request is recorded with its headers and JSON body.
@@ -57,20 +58,12 @@ impl TestWebhook {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(TestWebhook {
-            url: format!("http://{addr}/"),
-            shared,
-            server,
-        })
+        Ok(TestWebhook { url: format!("http://{addr}/"), shared, server })
     }
 
     /// All requests so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared
-            .requests
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 
@@ -86,51 +79,38 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Err(e) => return (StatusCode::BAD_REQUEST, format!("not JSON: {e}")).into_response(),
     };
     if let Ok(mut requests) = shared.requests.lock() {
-        requests.push(Recorded {
-            headers,
-            event: event.clone(),
-        });
+        requests.push(Recorded { headers, event: event.clone() });
     }
-    let to = event["to"].as_str().unwrap_or("");
+    // A filter may have reshaped the event; `channel` then holds the address (examples/filters/reshape).
+    let to = event["to"].as_str().or(event["channel"].as_str()).unwrap_or("");
     let node = to.split_once('@').map(|(n, _)| n).unwrap_or("");
     let body = event["body"].as_str().unwrap_or("").to_owned();
     match node {
         "json" => json_text("application/json", body),
         "plain" => json_text("text/plain", "hello".into()),
-        "text" => json_text(
-            "application/json",
-            json!({"body": "text answer"}).to_string(),
-        ),
-        "charset" => json_text(
-            "application/json; charset=utf-8",
-            json!({"body": "charset ok"}).to_string(),
-        ),
+        "text" => json_text("application/json", json!({"body": "text answer"}).to_string()),
+        "charset" => json_text("application/json; charset=utf-8", json!({"body": "charset ok"}).to_string()),
         "redirect" => (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response(),
-        "huge" => json_text(
+        "huge" => json_text("application/json", json!({"body": "x".repeat(2 * 1024 * 1024)}).to_string()),
+        "slack" => json_text(
             "application/json",
-            json!({"body": "x".repeat(2 * 1024 * 1024)}).to_string(),
+            json!({"text": format!("you said {}", event["text"].as_str().unwrap_or(""))}).to_string(),
         ),
-        "bigreply" => json_text(
-            "application/json",
-            json!({"body": "y".repeat(300 * 1024)}).to_string(),
-        ),
+        "bigreply" => json_text("application/json", json!({"body": "y".repeat(300 * 1024)}).to_string()),
         "iq" => json_text(
             "application/json",
-            json!({"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"})
-                .to_string(),
+            json!({"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}).to_string(),
         ),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             echo(&body)
         }
-        n if n.len() == 4 && n.starts_with('s') => match n[1..]
-            .parse::<u16>()
-            .ok()
-            .and_then(|c| StatusCode::from_u16(c).ok())
-        {
-            Some(status) => status.into_response(),
-            None => echo(&body),
-        },
+        n if n.len() == 4 && n.starts_with('s') => {
+            match n[1..].parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+                Some(status) => status.into_response(),
+                None => echo(&body),
+            }
+        }
         _ => echo(&body),
     }
 }
@@ -144,10 +124,5 @@ fn echo(body: &str) -> Response {
 }
 
 fn json_text(content_type: &'static str, text: String) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        text,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response()
 }

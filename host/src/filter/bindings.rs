@@ -19,11 +19,7 @@ impl stanzahook::filter::host::Host for CallState {
     }
 
     fn config_entries(&mut self) -> Vec<(String, String)> {
-        self.settings
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

@@ -64,10 +64,7 @@ impl CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -81,9 +78,7 @@ pub struct LoadedFilter {
 
 impl std::fmt::Debug for LoadedFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedFilter")
-            .field("name", &self.settings.name)
-            .finish()
+        f.debug_struct("LoadedFilter").field("name", &self.settings.name).finish()
     }
 }
 
@@ -93,16 +88,8 @@ struct Pipes {
 }
 
 impl LoadedFilter {
-    pub(super) fn new(
-        settings: FilterSettings,
-        engine: Engine,
-        pre: FilterPre<CallState>,
-    ) -> LoadedFilter {
-        LoadedFilter {
-            settings: Arc::new(settings),
-            engine,
-            pre,
-        }
+    pub(super) fn new(settings: FilterSettings, engine: Engine, pre: FilterPre<CallState>) -> LoadedFilter {
+        LoadedFilter { settings: Arc::new(settings), engine, pre }
     }
 
     pub fn name(&self) -> &str {
@@ -111,14 +98,13 @@ impl LoadedFilter {
 
     /// Runs the `before` hook on `event` (JSON text).
     pub fn before(&self, event: &str) -> (Result<BeforeVerdict, FilterError>, CallReport) {
-        self.call(|bindings, store| bindings.call_before(store, event))
-            .map_result(|verdict| {
-                let output = match &verdict {
-                    BeforeVerdict::Rewrite(s) | BeforeVerdict::Answer(s) => Some(s.as_str()),
-                    BeforeVerdict::Pass | BeforeVerdict::Drop => None,
-                };
-                self.check_output(output).map(|()| verdict)
-            })
+        self.call(|bindings, store| bindings.call_before(store, event)).map_result(|verdict| {
+            let output = match &verdict {
+                BeforeVerdict::Rewrite(s) | BeforeVerdict::Answer(s) => Some(s.as_str()),
+                BeforeVerdict::Pass | BeforeVerdict::Drop => None,
+            };
+            self.check_output(output).map(|()| verdict)
+        })
     }
 
     /// Runs the `after` hook.
@@ -128,40 +114,29 @@ impl LoadedFilter {
         status: u16,
         reply: Option<&str>,
     ) -> (Result<AfterVerdict, FilterError>, CallReport) {
-        let answer = WebhookAnswer {
-            status,
-            reply: reply.map(str::to_owned),
-        };
-        self.call(|bindings, store| bindings.call_after(store, event, &answer))
-            .map_result(|verdict| {
-                let output = match &verdict {
-                    AfterVerdict::Replace(s) => Some(s.as_str()),
-                    AfterVerdict::Pass | AfterVerdict::Drop => None,
-                };
-                self.check_output(output).map(|()| verdict)
-            })
+        let answer = WebhookAnswer { status, reply: reply.map(str::to_owned) };
+        self.call(|bindings, store| bindings.call_after(store, event, &answer)).map_result(|verdict| {
+            let output = match &verdict {
+                AfterVerdict::Replace(s) => Some(s.as_str()),
+                AfterVerdict::Pass | AfterVerdict::Drop => None,
+            };
+            self.check_output(output).map(|()| verdict)
+        })
     }
 
     fn check_output(&self, output: Option<&str>) -> Result<(), FilterError> {
         let Some(text) = output else { return Ok(()) };
         let limit = self.settings.limits.max_output_bytes;
         if text.len() > limit {
-            return Err(FilterError::OutputTooLarge {
-                size: text.len(),
-                limit,
-            });
+            return Err(FilterError::OutputTooLarge { size: text.len(), limit });
         }
-        serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| FilterError::InvalidJson(e.to_string()))?;
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
         Ok(())
     }
 
     fn call<V>(
         &self,
-        f: impl FnOnce(
-            &super::bindings::Filter,
-            &mut Store<CallState>,
-        ) -> wasmtime::Result<Result<V, String>>,
+        f: impl FnOnce(&super::bindings::Filter, &mut Store<CallState>) -> wasmtime::Result<Result<V, String>>,
     ) -> Outcome<V> {
         let mut report = CallReport::default();
         let started = Instant::now();
@@ -178,10 +153,10 @@ impl LoadedFilter {
         let result = f(&bindings, &mut store);
         report.call = call_started.elapsed();
         report.logs = std::mem::take(&mut store.data_mut().logs);
-        for (name, pipe) in [("stdout", &pipes.stdout), ("stderr", &pipes.stderr)] {
+        for (name, pipe, level) in [("stdout", &pipes.stdout, Level::Info), ("stderr", &pipes.stderr, Level::Warn)] {
             let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                report.logs.push((Level::Info, format!("[{name}] {line}")));
+                report.logs.push((level, format!("[{name}] {line}")));
             }
         }
         let result = match result {
@@ -198,20 +173,16 @@ impl LoadedFilter {
             stderr: MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES),
         };
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(pipes.stdout.clone())
-            .stderr(pipes.stderr.clone());
+        wasi.stdout(pipes.stdout.clone()).stderr(pipes.stderr.clone());
         for (key, value) in &self.settings.grants.env {
             wasi.env(key, value);
         }
         for dir in &self.settings.grants.read_dirs {
             let guest_path = dir.to_string_lossy();
-            wasi.preopened_dir(dir, guest_path.as_ref(), FsPerms::ReadOnly)
-                .map_err(anyhow::Error::from)?;
+            wasi.preopened_dir(dir, guest_path.as_ref(), FsPerms::ReadOnly).map_err(anyhow::Error::from)?;
         }
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.settings.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits =
+            StoreLimitsBuilder::new().memory_size(self.settings.limits.memory_bytes).trap_on_grow_failure(true).build();
         let state = CallState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -221,13 +192,7 @@ impl LoadedFilter {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        let ticks = self
-            .settings
-            .limits
-            .cpu
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos())
-            .max(1);
+        let ticks = self.settings.limits.cpu.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
         Ok((store, pipes))
@@ -238,8 +203,7 @@ impl LoadedFilter {
             return FilterError::Timeout(self.settings.limits.cpu);
         }
         let text = format!("{e:#}");
-        if text.contains("forcing trap when growing memory") || text.contains("memory minimum size")
-        {
+        if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
             return FilterError::Memory(self.settings.limits.memory_bytes);
         }
         FilterError::Trap(text)
@@ -250,10 +214,7 @@ impl LoadedFilter {
 struct Outcome<V>(Result<V, FilterError>, CallReport);
 
 impl<V> Outcome<V> {
-    fn map_result<W>(
-        self,
-        f: impl FnOnce(V) -> Result<W, FilterError>,
-    ) -> (Result<W, FilterError>, CallReport) {
+    fn map_result<W>(self, f: impl FnOnce(V) -> Result<W, FilterError>) -> (Result<W, FilterError>, CallReport) {
         (self.0.and_then(f), self.1)
     }
 }

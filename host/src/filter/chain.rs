@@ -60,10 +60,7 @@ pub struct FilterChain {
 
 impl FilterChain {
     pub fn new(filters: Vec<LoadedFilter>) -> FilterChain {
-        FilterChain {
-            filters,
-            calls: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)),
-        }
+        FilterChain { filters, calls: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)) }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -87,19 +84,12 @@ impl FilterChain {
         .await;
         outcome.unwrap_or_else(|e| {
             tracing::error!("filter chain task failed: {e}");
-            BeforeOutcome::Reject {
-                filter: "chain".into(),
-            }
+            BeforeOutcome::Reject { filter: "chain".into() }
         })
     }
 
     /// Runs the `after` hooks of the filters in `trail`, last first.
-    pub async fn after(
-        self: &Arc<Self>,
-        trail: Trail,
-        status: u16,
-        reply: Option<Value>,
-    ) -> AfterOutcome {
+    pub async fn after(self: &Arc<Self>, trail: Trail, status: u16, reply: Option<Value>) -> AfterOutcome {
         let chain = self.clone();
         let span = tracing::Span::current();
         let permit = self.calls.clone().acquire_owned().await;
@@ -111,9 +101,7 @@ impl FilterChain {
         .await;
         outcome.unwrap_or_else(|e| {
             tracing::error!("filter chain task failed: {e}");
-            AfterOutcome::Reject {
-                filter: "chain".into(),
-            }
+            AfterOutcome::Reject { filter: "chain".into() }
         })
     }
 
@@ -140,15 +128,11 @@ impl FilterChain {
                     return BeforeOutcome::Answer { reply, trail };
                 }
                 Ok(BeforeVerdict2::Drop) => {
-                    return BeforeOutcome::Drop {
-                        filter: filter.name().to_owned(),
-                    };
+                    return BeforeOutcome::Drop { filter: filter.name().to_owned() };
                 }
                 Err(e) => {
                     if failed(filter, "before", &e) == OnError::Reject {
-                        return BeforeOutcome::Reject {
-                            filter: filter.name().to_owned(),
-                        };
+                        return BeforeOutcome::Reject { filter: filter.name().to_owned() };
                     }
                 }
             }
@@ -177,15 +161,11 @@ impl FilterChain {
                 }
                 Ok(Some((None, _))) => {}
                 Ok(None) => {
-                    return AfterOutcome::Drop {
-                        filter: filter.name().to_owned(),
-                    };
+                    return AfterOutcome::Drop { filter: filter.name().to_owned() };
                 }
                 Err(e) => {
                     if failed(filter, "after", &e) == OnError::Reject {
-                        return AfterOutcome::Reject {
-                            filter: filter.name().to_owned(),
-                        };
+                        return AfterOutcome::Reject { filter: filter.name().to_owned() };
                     }
                 }
             }
@@ -209,9 +189,7 @@ fn parse_json(text: &str) -> Result<Value, FilterError> {
 fn parse_object(text: &str) -> Result<Value, FilterError> {
     match parse_json(text)? {
         Value::Object(map) => Ok(Value::Object(map)),
-        _ => Err(FilterError::InvalidJson(
-            "a rewritten event must be a JSON object".into(),
-        )),
+        _ => Err(FilterError::InvalidJson("a rewritten event must be a JSON object".into())),
     }
 }
 
@@ -222,10 +200,7 @@ fn failed(filter: &LoadedFilter, hook: &str, error: &FilterError) -> OnError {
         OnError::Skip => "skipped",
         OnError::Reject => "rejecting the stanza",
     };
-    tracing::warn!(
-        filter = filter.name(),
-        "filter {hook} hook {error}; {action}"
-    );
+    tracing::warn!(filter = filter.name(), "filter {hook} hook {error}; {action}");
     on_error
 }
 

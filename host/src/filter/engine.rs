@@ -47,51 +47,30 @@ impl FilterEngine {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)
-            .map_err(anyhow::Error::from)
-            .context("cannot set up the WebAssembly engine")?;
-        start_epoch_ticker(&engine)
-            .context("cannot start the timer that enforces filter CPU limits")?;
+        let engine =
+            Engine::new(&config).map_err(anyhow::Error::from).context("cannot set up the WebAssembly engine")?;
+        start_epoch_ticker(&engine).context("cannot start the timer that enforces filter CPU limits")?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("cannot link WASI")?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("cannot link WASI")?;
         Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("cannot link the host imports")?;
-        Ok(FilterEngine {
-            engine,
-            linker: Arc::new(linker),
-        })
+        Ok(FilterEngine { engine, linker: Arc::new(linker) })
     }
 
     /// Compiles the filter's file and pre-instantiates it: the expensive part, done once.
     pub fn load(&self, settings: FilterSettings) -> anyhow::Result<LoadedFilter> {
-        let bytes = std::fs::read(&settings.path).with_context(|| {
-            format!(
-                "filter `{}`: cannot read {}",
-                settings.name,
-                settings.path.display()
-            )
-        })?;
+        let bytes = std::fs::read(&settings.path)
+            .with_context(|| format!("filter `{}`: cannot read {}", settings.name, settings.path.display()))?;
         self.load_bytes(settings, &bytes)
     }
 
-    pub fn load_bytes(
-        &self,
-        settings: FilterSettings,
-        bytes: &[u8],
-    ) -> anyhow::Result<LoadedFilter> {
+    pub fn load_bytes(&self, settings: FilterSettings, bytes: &[u8]) -> anyhow::Result<LoadedFilter> {
         let what = || format!("filter `{}` ({})", settings.name, settings.path.display());
         let component = Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "{}: not a WebAssembly component this host can compile",
-                    what()
-                )
-            })?;
+            .with_context(|| format!("{}: not a WebAssembly component this host can compile", what()))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -99,12 +78,7 @@ impl FilterEngine {
             .with_context(|| format!("{}: imports something stanzahook does not offer", what()))?;
         let pre = FilterPre::new(pre)
             .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!(
-                    "{}: does not implement the stanzahook:filter@0.1.0 world",
-                    what()
-                )
-            })?;
+            .with_context(|| format!("{}: does not implement the stanzahook:filter@0.1.0 world", what()))?;
         Ok(LoadedFilter::new(settings, self.engine.clone(), pre))
     }
 }
@@ -113,16 +87,14 @@ impl FilterEngine {
 /// could be interrupted, so failing to start it fails the engine.
 fn start_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("filter-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => return,
-                }
+    std::thread::Builder::new().name("filter-epoch".into()).spawn(move || {
+        loop {
+            std::thread::sleep(EPOCH_TICK);
+            match weak.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
             }
-        })?;
+        }
+    })?;
     Ok(())
 }

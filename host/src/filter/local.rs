@@ -34,11 +34,7 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
     if !event.is_object() {
         bail!("{}: the event must be a JSON object", args.event.display());
     }
-    let reply = args
-        .reply
-        .as_ref()
-        .map(|p| read_json(p, "--reply"))
-        .transpose()?;
+    let reply = args.reply.as_ref().map(|p| read_json(p, "--reply")).transpose()?;
     let mut settings = FilterSettings::from_path(args.wasm.clone());
     settings.config = args.config.clone();
     let started = Instant::now();
@@ -83,23 +79,11 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
                     AfterVerdict::Replace(j) => ("replace", Some(j)),
                     AfterVerdict::Drop => ("drop", None),
                 };
-                section(
-                    &mut out,
-                    &format!("after (status {status})"),
-                    name,
-                    json.map(String::as_str),
-                    &report,
-                );
+                section(&mut out, &format!("after (status {status})"), name, json.map(String::as_str), &report);
             }
             Err(e) => {
                 failed = true;
-                section(
-                    &mut out,
-                    &format!("after (status {status})"),
-                    &format!("error: {e}"),
-                    None,
-                    &report,
-                );
+                section(&mut out, &format!("after (status {status})"), &format!("error: {e}"), None, &report);
             }
         }
     }
@@ -135,8 +119,6 @@ fn section(out: &mut String, hook: &str, verdict: &str, json: Option<&str>, repo
 }
 
 fn read_json(path: &PathBuf, flag: &str) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{flag} {}: not valid JSON", path.display()))
+    let text = std::fs::read_to_string(path).with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{flag} {}: not valid JSON", path.display()))
 }

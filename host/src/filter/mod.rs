@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use call::{CallReport, FilterError, LoadedFilter};
 pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
-pub use engine::FilterEngine;
+pub use engine::{FilterEngine, MAX_MEMORY_BYTES};
 
 pub use bindings::{AfterVerdict, BeforeVerdict, Level};
 
@@ -41,11 +41,7 @@ pub struct FilterLimits {
 
 impl Default for FilterLimits {
     fn default() -> Self {
-        FilterLimits {
-            cpu: Duration::from_millis(100),
-            memory_bytes: 64 << 20,
-            max_output_bytes: 1 << 20,
-        }
+        FilterLimits { cpu: Duration::from_millis(100), memory_bytes: 64 << 20, max_output_bytes: 1 << 20 }
     }
 }
 
@@ -71,10 +67,7 @@ pub struct Grants {
 impl FilterSettings {
     /// A filter with default settings, as `--filter PATH` adds it.
     pub fn from_path(path: PathBuf) -> FilterSettings {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "filter".into());
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "filter".into());
         FilterSettings {
             name,
             path,

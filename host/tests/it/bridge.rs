@@ -9,26 +9,14 @@ async fn message_to_domain_bare_and_full_jid_round_trips() {
     let Some(mut b) = Bridge::start(Options::default()).await else {
         return;
     };
-    let targets = [
-        DOMAIN.to_owned(),
-        format!("echo@{DOMAIN}"),
-        format!("echo@{DOMAIN}/x"),
-    ];
+    let targets = [DOMAIN.to_owned(), format!("echo@{DOMAIN}"), format!("echo@{DOMAIN}/x")];
     for (i, to) in targets.iter().enumerate() {
         let text = format!("hello {i} <&> 😀");
         b.alice.send(&message(to, &text)).await.expect("send");
-        let (reply, others) = b
-            .alice
-            .expect(WAIT, "echo reply", |el| el.name() == "message")
-            .await
-            .expect("reply");
+        let (reply, others) = b.alice.expect(WAIT, "echo reply", |el| el.name() == "message").await.expect("reply");
         assert!(others.is_empty(), "unexpected: {others:?}");
         assert_eq!(body(&reply).as_deref(), Some(text.as_str()));
-        assert_eq!(
-            reply.attr("from"),
-            Some(to.as_str()),
-            "reply comes from the address written to"
-        );
+        assert_eq!(reply.attr("from"), Some(to.as_str()), "reply comes from the address written to");
         assert_eq!(reply.attr("to"), Some(b.alice.jid.as_str()));
         assert_eq!(reply.attr("type"), Some("chat"));
         let requests = b.webhook_saw(i + 1).await;
@@ -40,10 +28,7 @@ async fn message_to_domain_bare_and_full_jid_round_trips() {
         assert_eq!(event["type"], "chat");
         let stanza = event["stanza"].as_str().expect("stanza is a string");
         assert!(stanza.starts_with("<message "), "{stanza}");
-        assert!(
-            !stanza.contains("jabber:component:accept"),
-            "stream namespace leaked: {stanza}"
-        );
+        assert!(!stanza.contains("jabber:component:accept"), "stream namespace leaked: {stanza}");
         assert!(stanza.contains("<body>hello"), "{stanza}");
     }
 }
@@ -53,14 +38,8 @@ async fn request_headers_name_json_and_stanzahook() {
     let Some(mut b) = Bridge::start(Options::default()).await else {
         return;
     };
-    b.alice
-        .send(&message(&format!("echo@{DOMAIN}"), "hi"))
-        .await
-        .expect("send");
-    b.alice
-        .expect(WAIT, "reply", |el| el.name() == "message")
-        .await
-        .expect("reply");
+    b.alice.send(&message(&format!("echo@{DOMAIN}"), "hi")).await.expect("send");
+    b.alice.expect(WAIT, "reply", |el| el.name() == "message").await.expect("reply");
     let request = &b.webhook_saw(1).await[0];
     assert_eq!(request.headers["content-type"], "application/json");
     let agent = request.headers["user-agent"].to_str().expect("ascii");
@@ -73,15 +52,8 @@ async fn large_body_and_unknown_children_survive_the_round_trip() {
         return;
     };
     let text = "x".repeat(100 * 1024);
-    b.alice
-        .send(&message(&format!("echo@{DOMAIN}"), &text))
-        .await
-        .expect("send");
-    let (reply, _) = b
-        .alice
-        .expect(WAIT, "echo reply", |el| el.name() == "message")
-        .await
-        .expect("reply");
+    b.alice.send(&message(&format!("echo@{DOMAIN}"), &text)).await.expect("send");
+    let (reply, _) = b.alice.expect(WAIT, "echo reply", |el| el.name() == "message").await.expect("reply");
     assert_eq!(body(&reply).map(|b| b.len()), Some(text.len()));
 
     b.alice
@@ -90,18 +62,11 @@ async fn large_body_and_unknown_children_survive_the_round_trip() {
         ))
         .await
         .expect("send");
-    b.alice
-        .expect(WAIT, "echo reply", |el| el.name() == "message")
-        .await
-        .expect("reply");
-    let stanza = b.webhook_saw(2).await[1].event["stanza"]
-        .as_str()
-        .expect("string")
-        .to_owned();
+    b.alice.expect(WAIT, "echo reply", |el| el.name() == "message").await.expect("reply");
+    let stanza = b.webhook_saw(2).await[1].event["stanza"].as_str().expect("string").to_owned();
     assert!(
         stanza.contains(r#"<thing a="1" xmlns="urn:example:unknown"><deep>text</deep></thing>"#)
-            || stanza
-                .contains(r#"<thing xmlns="urn:example:unknown" a="1"><deep>text</deep></thing>"#),
+            || stanza.contains(r#"<thing xmlns="urn:example:unknown" a="1"><deep>text</deep></thing>"#),
         "unknown child not kept as received: {stanza}"
     );
 }

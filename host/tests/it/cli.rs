@@ -13,11 +13,7 @@ fn example_config() -> PathBuf {
 }
 
 fn stanzahook(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(stanzahook_bin())
-        .args(args)
-        .env_remove("STANZAHOOK_SECRET")
-        .output()
-        .expect("runs");
+    let out = Command::new(stanzahook_bin()).args(args).env_remove("STANZAHOOK_SECRET").output().expect("runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -27,11 +23,9 @@ fn stanzahook(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn example_config_is_valid() {
-    let config = config::load(Some(&example_config()), &Overrides::default())
-        .expect("example config parses");
+    let config = config::load(Some(&example_config()), &Overrides::default()).expect("example config parses");
     assert_eq!(config.domain, "bot.example.org");
-    let (code, stdout, stderr) =
-        stanzahook(&["check", "--config", &example_config().display().to_string()]);
+    let (code, stdout, stderr) = stanzahook(&["check", "--config", &example_config().display().to_string()]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("config ok"), "{stdout}");
 }
@@ -40,16 +34,8 @@ fn example_config_is_valid() {
 fn config_mistakes_exit_2_with_one_line_naming_key_and_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        (
-            "unknown.toml",
-            "domain = \"a.example\"\npost_urll = \"http://x/\"\n",
-            "`post_urll`: unknown field",
-        ),
-        (
-            "missing.toml",
-            "domain = \"a.example\"\nserver = \"h:1\"\nsecret = \"s\"\n",
-            "`post_url`: missing",
-        ),
+        ("unknown.toml", "domain = \"a.example\"\npost_urll = \"http://x/\"\n", "`post_urll`: unknown field"),
+        ("missing.toml", "domain = \"a.example\"\nserver = \"h:1\"\nsecret = \"s\"\n", "`post_url`: missing"),
         (
             "address.toml",
             "domain = \"a.example\"\nserver = \"no-port\"\nsecret = \"s\"\npost_url = \"http://x/\"\n",
@@ -62,10 +48,7 @@ fn config_mistakes_exit_2_with_one_line_naming_key_and_file() {
         let (code, _, stderr) = stanzahook(&["run", "--config", &path.display().to_string()]);
         assert_eq!(code, 2, "{name}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
-        assert!(
-            stderr.contains(&path.display().to_string()),
-            "{name}: names the file: {stderr}"
-        );
+        assert!(stderr.contains(&path.display().to_string()), "{name}: names the file: {stderr}");
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
 }
@@ -86,47 +69,102 @@ fn flags_alone_start_a_bridge_config() {
         "message,iq,presence",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stdout.contains("forwarding iq, message, presence"),
-        "{stdout}"
-    );
-    let (code, _, stderr) = stanzahook(&[
-        "check",
-        "--domain",
-        "bot.example.org",
-        "--stanzas",
-        "mesage",
-    ]);
+    assert!(stdout.contains("forwarding iq, message, presence"), "{stdout}");
+    let (code, _, stderr) = stanzahook(&["check", "--domain", "bot.example.org", "--stanzas", "mesage"]);
     assert_eq!(code, 2, "{stderr}");
 }
 
 #[test]
 fn secret_comes_from_the_environment() {
     let out = Command::new(stanzahook_bin())
-        .args([
-            "check",
-            "--domain",
-            "d.example",
-            "--server",
-            "h:1",
-            "--post-url",
-            "http://x/",
-        ])
+        .args(["check", "--domain", "d.example", "--server", "h:1", "--post-url", "http://x/"])
         .env("STANZAHOOK_SECRET", "from-env")
         .output()
         .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("from-env"), "the secret is never printed: {all}");
+}
+
+/// `stanzahook filter run` on the example filters: the decision each is designed to make.
+#[test]
+fn filter_run_shows_each_example_decision() {
+    if !testkit::guests::require_wasm_target() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, json: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).expect("write");
+        path.display().to_string()
+    };
+    let ping = write(
+        "ping.json",
+        r#"{"to":"echo@bot.example.org","from":"a@example.org/r","kind":"message","body":"/ping","stanza":"<message/>"}"#,
     );
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let secret = write(
+        "secret.json",
+        r#"{"to":"echo@bot.example.org","from":"a@example.org/r","kind":"message","body":"my password","stanza":"<message/>"}"#,
     );
-    assert!(
-        !all.contains("from-env"),
-        "the secret is never printed: {all}"
-    );
+    let slack_reply = write("reply.json", r#"{"text":"hello from slack"}"#);
+    let wasm = |name: &str| testkit::guests::wasm("examples/filters", name).expect("builds").display().to_string();
+
+    let (code, out, err) = stanzahook(&["filter", "run", &wasm("commands"), "--event", &ping]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("before: answer") && out.contains("\"body\": \"pong\""), "{out}");
+
+    let (code, out, err) = stanzahook(&["filter", "run", &wasm("reshape"), "--event", &ping, "--reply", &slack_reply]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("before: rewrite") && out.contains("\"user\": \"a@example.org\""), "{out}");
+    assert!(out.contains("after (status 200): replace") && out.contains("\"body\": \"hello from slack\""), "{out}");
+
+    let (code, out, err) =
+        stanzahook(&["filter", "run", &wasm("redact"), "--event", &secret, "--config", "patterns=password"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("before: rewrite") && out.contains("my [redacted]"), "{out}");
+    let (code, out, _) = stanzahook(&[
+        "filter",
+        "run",
+        &wasm("redact"),
+        "--event",
+        &secret,
+        "--config",
+        "patterns=password",
+        "--config",
+        "action=drop",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("before: drop") && out.contains("log info: dropped a message"), "{out}");
+
+    let failing = testkit::guests::wasm("host/tests/guests", "fail").expect("builds").display().to_string();
+    let (code, out, _) = stanzahook(&["filter", "run", &failing, "--event", &ping]);
+    assert_eq!(code, 1, "a failing filter fails the command: {out}");
+    assert!(out.contains("before: error: returned an error: refusing on purpose"), "{out}");
+}
+
+#[test]
+fn check_compiles_filters_and_names_a_broken_one() {
+    if !testkit::guests::require_wasm_target() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let commands = testkit::guests::wasm("examples/filters", "commands").expect("builds");
+    let base = "domain = \"bot.example.org\"\nserver = \"h:1\"\nsecret = \"s\"\npost_url = \"http://x/\"\n";
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, format!("{base}[[filter]]\npath = {:?}\n", commands.display().to_string())).expect("write");
+    let (code, out, err) = stanzahook(&["check", "--config", &good.display().to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("filters compiled: commands"), "{out}");
+
+    let not_wasm = dir.path().join("broken.wasm");
+    std::fs::write(&not_wasm, "this is not wasm").expect("write");
+    let (code, _, err) =
+        stanzahook(&["check", "--config", &good.display().to_string(), "--filter", &not_wasm.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("filter `broken`") && err.contains("broken.wasm"), "names the filter and file: {err}");
+    let missing = dir.path().join("missing.wasm");
+    let (code, _, err) =
+        stanzahook(&["check", "--config", &good.display().to_string(), "--filter", &missing.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read"), "{err}");
 }

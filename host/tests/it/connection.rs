@@ -7,13 +7,7 @@ use testkit::{HostProcess, Prosody, ProsodySetup};
 use crate::harness::{DOMAIN, SECRET, WAIT, stanzahook_bin};
 
 fn run_args(prosody: &Prosody, domain: &str, secret: &str) -> Vec<String> {
-    testkit::host::run_args(
-        domain,
-        &prosody.component_addr(),
-        secret,
-        "http://127.0.0.1:9/",
-        None,
-    )
+    testkit::host::run_args(domain, &prosody.component_addr(), secret, "http://127.0.0.1:9/", None)
 }
 
 #[tokio::test]
@@ -21,30 +15,14 @@ async fn wrong_secret_is_one_clear_line() {
     if !testkit::require_program("prosody", "apt-get install prosody") {
         return;
     }
-    let prosody =
-        Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
-    let mut host =
-        HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, "wrong")).expect("start");
-    host.wait_for_log("handshake refused", WAIT)
-        .await
-        .expect("refusal logged");
+    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
+    let mut host = HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, "wrong")).expect("start");
+    host.wait_for_log("handshake refused", WAIT).await.expect("refusal logged");
     let log = host.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("handshake refused"))
-        .expect("line");
-    assert!(
-        line.contains("not-authorized"),
-        "names the server's condition: {line}"
-    );
-    assert!(
-        line.contains("check that the secret matches"),
-        "says what to check: {line}"
-    );
-    assert!(
-        !log.contains("wrong"),
-        "the secret must never be logged:\n{log}"
-    );
+    let line = log.lines().find(|l| l.contains("handshake refused")).expect("line");
+    assert!(line.contains("not-authorized"), "names the server's condition: {line}");
+    assert!(line.contains("check that the secret matches"), "says what to check: {line}");
+    assert!(!log.contains("wrong"), "the secret must never be logged:\n{log}");
 }
 
 #[tokio::test]
@@ -52,45 +30,20 @@ async fn unknown_domain_and_second_connection_are_explained() {
     if !testkit::require_program("prosody", "apt-get install prosody") {
         return;
     }
-    let prosody =
-        Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
-    let mut unknown = HostProcess::start(
-        stanzahook_bin(),
-        &run_args(&prosody, "nope.localhost", SECRET),
-    )
-    .expect("start");
-    unknown
-        .wait_for_log("handshake refused", WAIT)
-        .await
-        .expect("refusal logged");
+    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
+    let mut unknown =
+        HostProcess::start(stanzahook_bin(), &run_args(&prosody, "nope.localhost", SECRET)).expect("start");
+    unknown.wait_for_log("handshake refused", WAIT).await.expect("refusal logged");
     assert!(unknown.log().contains("host-unknown"), "{}", unknown.log());
 
-    let mut first =
-        HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
-    first
-        .wait_for_log("connected, serving", WAIT)
-        .await
-        .expect("first connects");
-    let mut second =
-        HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
-    second
-        .wait_for_log("handshake refused", WAIT)
-        .await
-        .expect("second refused");
+    let mut first = HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
+    first.wait_for_log("connected, serving", WAIT).await.expect("first connects");
+    let mut second = HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
+    second.wait_for_log("handshake refused", WAIT).await.expect("second refused");
     assert!(second.log().contains("conflict"), "{}", second.log());
-    assert!(
-        second
-            .log()
-            .contains("another connection is already serving"),
-        "{}",
-        second.log()
-    );
+    assert!(second.log().contains("another connection is already serving"), "{}", second.log());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !first.log().contains("connection lost"),
-        "the first stays up:\n{}",
-        first.log()
-    );
+    assert!(!first.log().contains("connection lost"), "the first stays up:\n{}", first.log());
 }
 
 #[tokio::test]
@@ -98,20 +51,12 @@ async fn sigterm_closes_the_stream_and_exits_cleanly() {
     if !testkit::require_program("prosody", "apt-get install prosody") {
         return;
     }
-    let prosody =
-        Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
-    let mut host =
-        HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
-    host.wait_for_log("connected, serving", WAIT)
-        .await
-        .expect("connects");
+    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
+    let mut host = HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
+    host.wait_for_log("connected, serving", WAIT).await.expect("connects");
     host.terminate().expect("SIGTERM");
     let status = host.wait_exit(WAIT).await.expect("exits");
-    assert!(
-        status.success(),
-        "exit status {status}; log:\n{}",
-        host.log()
-    );
+    assert!(status.success(), "exit status {status}; log:\n{}", host.log());
     assert!(host.log().contains("stream closed"), "{}", host.log());
 }
 
@@ -129,23 +74,19 @@ async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
         "</a>".repeat(10_000)
     );
     first.send(&deep).await.expect("send");
-    host.wait_for_log("nested deeper than", WAIT)
-        .await
-        .expect("refused with a clear line");
+    host.wait_for_log("nested deeper than", WAIT).await.expect("refused with a clear line");
 
     // The host reconnects and serves the next stanza normally.
     let mut second = server.accept(WAIT).await.expect("reconnect");
     second
-        .send(&format!("<message from='alice@localhost/r' to='echo@{DOMAIN}' type='chat' id='n1'><body>normal</body></message>"))
+        .send(&format!(
+            "<message from='alice@localhost/r' to='echo@{DOMAIN}' type='chat' id='n1'><body>normal</body></message>"
+        ))
         .await
         .expect("send");
     let reply = second.read_until("</message>", WAIT).await.expect("reply");
     assert!(reply.contains("<body>normal</body>"), "{reply}");
-    assert_eq!(
-        webhook.requests().len(),
-        1,
-        "only the normal stanza reached the webhook"
-    );
+    assert_eq!(webhook.requests().len(), 1, "only the normal stanza reached the webhook");
     assert!(!host.log().contains("panicked"), "{}", host.log());
 }
 
@@ -159,36 +100,21 @@ async fn host_on_fake_server(
     let config = dir.path().join("stanzahook.toml");
     std::fs::write(&config, toml).expect("write config");
     let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
-    (
-        HostProcess::start(stanzahook_bin(), &args).expect("start"),
-        dir,
-    )
+    (HostProcess::start(stanzahook_bin(), &args).expect("start"), dir)
 }
 
 #[tokio::test]
 async fn a_silent_server_is_noticed_and_left() {
     let server = testkit::FakeComponentServer::bind().await.expect("bind");
     let webhook = testkit::TestWebhook::start().await.expect("webhook");
-    let (mut host, _dir) = host_on_fake_server(
-        &server,
-        &webhook,
-        "[connection]\nkeepalive = \"500ms\"\ndead_after = \"1s\"\n",
-    )
-    .await;
+    let (mut host, _dir) =
+        host_on_fake_server(&server, &webhook, "[connection]\nkeepalive = \"500ms\"\ndead_after = \"1s\"\n").await;
     // The fake server never answers: the keepalive ping (to the domain itself) is not echoed.
     let mut silent = server.accept(WAIT).await.expect("first connection");
-    let ping = silent
-        .read_until("</iq>", WAIT)
-        .await
-        .expect("keepalive ping");
+    let ping = silent.read_until("</iq>", WAIT).await.expect("keepalive ping");
     assert!(ping.contains("urn:xmpp:ping"), "{ping}");
-    host.wait_for_log("server silent", WAIT)
-        .await
-        .expect("dead server noticed");
-    server
-        .accept(WAIT)
-        .await
-        .expect("reconnects after giving up on the silent server");
+    host.wait_for_log("server silent", WAIT).await.expect("dead server noticed");
+    server.accept(WAIT).await.expect("reconnects after giving up on the silent server");
 }
 
 #[tokio::test]
@@ -208,16 +134,8 @@ async fn replies_ready_while_disconnected_are_sent_after_the_reconnect() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(first);
-    host.wait_for_log("connection lost", WAIT)
-        .await
-        .expect("drop noticed");
+    host.wait_for_log("connection lost", WAIT).await.expect("drop noticed");
     let mut second = server.accept(WAIT).await.expect("reconnect");
-    let reply = second
-        .read_until("</message>", WAIT)
-        .await
-        .expect("held reply");
-    assert!(
-        reply.contains("<body>held</body>") && reply.contains("to='alice@localhost/r'"),
-        "{reply}"
-    );
+    let reply = second.read_until("</message>", WAIT).await.expect("held reply");
+    assert!(reply.contains("<body>held</body>") && reply.contains("to='alice@localhost/r'"), "{reply}");
 }

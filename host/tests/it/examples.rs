@@ -22,45 +22,24 @@ fn examples_dir() -> std::path::PathBuf {
 
 async fn wait_for_port(port: u16) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "example webhook did not listen on {port}"
-        );
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "example webhook did not listen on {port}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn round_trip(post_url: String) {
-    let Some(mut b) = Bridge::start(Options {
-        post_url: Some(post_url),
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(mut b) = Bridge::start(Options { post_url: Some(post_url), ..Options::default() }).await else {
         return;
     };
-    b.alice
-        .send(&message(&format!("echo@{DOMAIN}"), "ping from alice ☃"))
-        .await
-        .expect("send");
-    let (reply, _) = b
-        .alice
-        .expect(WAIT, "echo", |el| el.name() == "message")
-        .await
-        .expect("echo");
-    assert_eq!(
-        body(&reply).as_deref(),
-        Some("ping from alice ☃"),
-        "host log:\n{}",
-        b.host.log()
-    );
+    b.alice.send(&message(&format!("echo@{DOMAIN}"), "ping from alice ☃")).await.expect("send");
+    let (reply, _) = b.alice.expect(WAIT, "echo", |el| el.name() == "message").await.expect("echo");
+    assert_eq!(body(&reply).as_deref(), Some("ping from alice ☃"), "host log:\n{}", b.host.log());
     // A chat state without a body gets no reply.
     b.alice
-        .send(&format!("<message to='echo@{DOMAIN}' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>"))
+        .send(&format!(
+            "<message to='echo@{DOMAIN}' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        ))
         .await
         .expect("send");
     b.expect_silence().await;

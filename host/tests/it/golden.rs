@@ -17,9 +17,7 @@ struct Case {
 }
 
 fn golden_path(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/it/golden")
-        .join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden").join(file)
 }
 
 /// File format: `=== name`, then input sections separated by `---`, and the expectation after
@@ -34,15 +32,10 @@ fn parse(text: &str) -> (String, Vec<Case>) {
         }
         let chunk = chunk.strip_prefix("=== ").unwrap_or(chunk);
         let (name, rest) = chunk.split_once('\n').expect("case has a body");
-        let (inputs, expected) = rest
-            .split_once("\n>>>\n")
-            .unwrap_or_else(|| panic!("case {name} has no >>>"));
+        let (inputs, expected) = rest.split_once("\n>>>\n").unwrap_or_else(|| panic!("case {name} has no >>>"));
         cases.push(Case {
             name: name.trim().to_owned(),
-            inputs: inputs
-                .split("\n---\n")
-                .map(|s| s.trim().to_owned())
-                .collect(),
+            inputs: inputs.split("\n---\n").map(|s| s.trim().to_owned()).collect(),
             expected: expected.trim().to_owned(),
         });
     }
@@ -60,17 +53,9 @@ fn check(file: &str, run: impl Fn(&[String]) -> String) {
     for case in &cases {
         let actual = run(&case.inputs).trim().to_owned();
         if actual != case.expected {
-            failures.push(format!(
-                "--- {}\nexpected:\n{}\nactual:\n{}",
-                case.name, case.expected, actual
-            ));
+            failures.push(format!("--- {}\nexpected:\n{}\nactual:\n{}", case.name, case.expected, actual));
         }
-        updated.push_str(&format!(
-            "\n=== {}\n{}\n>>>\n{}\n",
-            case.name,
-            case.inputs.join("\n---\n"),
-            actual
-        ));
+        updated.push_str(&format!("\n=== {}\n{}\n>>>\n{}\n", case.name, case.inputs.join("\n---\n"), actual));
     }
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, updated).expect("rewrite golden file");
@@ -110,16 +95,9 @@ fn stanza_to_event_json() {
 fn answer_to_reply_stanzas() {
     check("replies.txt", |inputs| {
         let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");
-        let answer: serde_json::Value =
-            serde_json::from_str(&inputs[1]).expect("test answer is JSON");
+        let answer: serde_json::Value = serde_json::from_str(&inputs[1]).expect("test answer is JSON");
         match payload::replies(&answer, &original, DOMAIN) {
-            Ok(replies) => mask_ids(
-                replies
-                    .iter()
-                    .map(stanza::to_xml_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            ),
+            Ok(replies) => mask_ids(replies.iter().map(stanza::to_xml_string).collect::<Vec<_>>().join("\n")),
             Err(e) => format!("error: {}", e.to_stanza_error()),
         }
     });
@@ -142,31 +120,15 @@ fn http_status_to_stanza_error() {
 #[test]
 fn hundred_kilobyte_body_and_non_bmp_text_survive() {
     let text = format!("{}🎉𝄞", "ab<&>'\"".repeat(100 * 1024 / 7));
-    let mut el = stanza::new_stanza(
-        stanza::Kind::Message,
-        "a@example.org/r",
-        "echo@bot.example.org",
-    );
-    el.append_child(
-        tokio_xmpp::minidom::Element::builder("body", stanza::NS_COMPONENT)
-            .append(text.as_str())
-            .build(),
-    );
+    let mut el = stanza::new_stanza(stanza::Kind::Message, "a@example.org/r", "echo@bot.example.org");
+    el.append_child(tokio_xmpp::minidom::Element::builder("body", stanza::NS_COMPONENT).append(text.as_str()).build());
     let event = payload::event(&el);
     assert_eq!(event["body"], text.as_str());
-    let reparsed =
-        stanza::parse_received(event["stanza"].as_str().expect("string")).expect("reparses");
-    assert_eq!(
-        reparsed, el,
-        "the stanza string is faithful XML of the stanza"
-    );
+    let reparsed = stanza::parse_received(event["stanza"].as_str().expect("string")).expect("reparses");
+    assert_eq!(reparsed, el, "the stanza string is faithful XML of the stanza");
 
-    let replies =
-        payload::replies(&serde_json::json!({ "body": text }), &el, DOMAIN).expect("reply");
-    let body = replies[0]
-        .get_child("body", stanza::NS_COMPONENT)
-        .expect("body")
-        .text();
+    let replies = payload::replies(&serde_json::json!({ "body": text }), &el, DOMAIN).expect("reply");
+    let body = replies[0].get_child("body", stanza::NS_COMPONENT).expect("body").text();
     assert_eq!(body, text);
 }
 

@@ -42,44 +42,24 @@ impl Bridge {
         if !testkit::require_program("prosody", "apt-get install prosody") {
             return None;
         }
-        let setup = ProsodySetup::default()
-            .component(DOMAIN, SECRET)
-            .user("alice", "alicepw")
-            .user("bob", "bobpw");
+        let setup = ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw").user("bob", "bobpw");
         let prosody = Prosody::start(&setup).expect("prosody starts");
         let webhook = TestWebhook::start().await.expect("webhook starts");
         let config_dir = tempfile::tempdir().expect("tempdir");
         let config = config_dir.path().join("stanzahook.toml");
         std::fs::write(&config, options.toml).expect("write config");
         let post_url = options.post_url.as_deref().unwrap_or(&webhook.url);
-        let mut args = testkit::host::run_args(
-            DOMAIN,
-            &prosody.component_addr(),
-            SECRET,
-            post_url,
-            Some(&config),
-        );
+        let mut args = testkit::host::run_args(DOMAIN, &prosody.component_addr(), SECRET, post_url, Some(&config));
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
         }
         let mut host = HostProcess::start(stanzahook_bin(), &args).expect("stanzahook starts");
-        host.wait_for_log("connected, serving", WAIT)
-            .await
-            .expect("stanzahook connects");
+        host.wait_for_log("connected, serving", WAIT).await.expect("stanzahook connects");
         let alice = match XmppClient::login(prosody.c2s_port, "alice", "alicepw").await {
             Ok(client) => client,
-            Err(e) => panic!(
-                "alice cannot log in: {e:#}\nprosody log:\n{}",
-                prosody.log()
-            ),
+            Err(e) => panic!("alice cannot log in: {e:#}\nprosody log:\n{}", prosody.log()),
         };
-        Some(Bridge {
-            prosody,
-            webhook,
-            host,
-            alice,
-            _config_dir: config_dir,
-        })
+        Some(Bridge { prosody, webhook, host, alice, _config_dir: config_dir })
     }
 
     /// Waits until the webhook has seen `n` requests.
@@ -88,12 +68,7 @@ impl Bridge {
         loop {
             let requests = self.webhook.requests();
             if requests.len() >= n || tokio::time::Instant::now() > deadline {
-                assert_eq!(
-                    requests.len(),
-                    n,
-                    "webhook requests; host log:\n{}",
-                    self.host.log()
-                );
+                assert_eq!(requests.len(), n, "webhook requests; host log:\n{}", self.host.log());
                 return requests;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

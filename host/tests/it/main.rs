@@ -6,6 +6,7 @@ mod builtin;
 mod cli;
 mod connection;
 mod examples;
+mod filters;
 mod golden;
 mod harness;
 mod outcomes;

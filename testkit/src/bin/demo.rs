@@ -17,20 +17,13 @@ async fn main() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let stanzahook = stanzahook_binary(&root)?;
 
-    let prosody = Prosody::start(
-        &ProsodySetup::default()
-            .component(DOMAIN, SECRET)
-            .user("alice", "alicepw"),
-    )
-    .context("starting Prosody (is the prosody package installed?)")?;
+    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw"))
+        .context("starting Prosody (is the prosody package installed?)")?;
     println!(
         "[prosody]    running on 127.0.0.1: clients on port {}, components on port {}",
         prosody.c2s_port, prosody.component_port
     );
-    println!(
-        "             (throwaway config and data in {})",
-        prosody.dir().display()
-    );
+    println!("             (throwaway config and data in {})", prosody.dir().display());
 
     let webhook_port = testkit::free_port()?;
     let mut webhook = Command::new("python3")
@@ -44,10 +37,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(stderr) = webhook.stderr.take() {
         std::thread::spawn(move || {
             use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(event) = line.strip_prefix("echo webhook: received ") {
                     println!("[webhook]    ← POST {event}");
                 }
@@ -58,20 +48,13 @@ async fn main() -> anyhow::Result<()> {
     wait_for_port(webhook_port).await?;
     println!("[webhook]    examples/webhooks/echo.py on {webhook_url}");
 
-    let args = testkit::host::run_args(
-        DOMAIN,
-        &prosody.component_addr(),
-        SECRET,
-        &webhook_url,
-        None,
-    );
+    let args = testkit::host::run_args(DOMAIN, &prosody.component_addr(), SECRET, &webhook_url, None);
     println!(
         "[stanzahook] stanzahook run --domain {DOMAIN} --server {} --secret … --post-url {webhook_url}",
         prosody.component_addr()
     );
     let mut host = HostProcess::start(&stanzahook, &args)?;
-    host.wait_for_log("connected, serving", Duration::from_secs(10))
-        .await?;
+    host.wait_for_log("connected, serving", Duration::from_secs(10)).await?;
     println!("[stanzahook] connected to Prosody as the component {DOMAIN}");
 
     let mut alice = XmppClient::login(prosody.c2s_port, "alice", "alicepw").await?;
@@ -79,27 +62,16 @@ async fn main() -> anyhow::Result<()> {
     let text = "Hello from the stanzahook quick start!";
     let to = format!("echo@{DOMAIN}");
     let started = Instant::now();
-    alice
-        .send(&format!(
-            "<message to='{to}' type='chat'><body>{text}</body></message>"
-        ))
-        .await?;
+    alice.send(&format!("<message to='{to}' type='chat'><body>{text}</body></message>")).await?;
     println!("[alice]      → {to}: {text}");
-    let (reply, _) = alice
-        .expect(Duration::from_secs(10), "the echo", |el| {
-            el.name() == "message"
-        })
-        .await?;
+    let (reply, _) = alice.expect(Duration::from_secs(10), "the echo", |el| el.name() == "message").await?;
     let elapsed = started.elapsed();
     println!(
         "[alice]      ← {}: {}",
         reply.attr("from").unwrap_or("?"),
         body(&reply).unwrap_or_else(|| String::from(&reply))
     );
-    println!(
-        "\nround trip through Prosody, stanzahook and the webhook in {} ms",
-        elapsed.as_millis()
-    );
+    println!("\nround trip through Prosody, stanzahook and the webhook in {} ms", elapsed.as_millis());
     let ok = body(&reply).as_deref() == Some(text);
 
     let _ = webhook.kill();
@@ -112,25 +84,17 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn stanzahook_binary(root: &Path) -> anyhow::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
     let bin = target.join("debug/stanzahook");
     if !bin.is_file() {
-        bail!(
-            "{} not found: build it first (cargo build -p stanzahook)",
-            bin.display()
-        );
+        bail!("{} not found: build it first (cargo build -p stanzahook)", bin.display());
     }
     Ok(bin)
 }
 
 async fn wait_for_port(port: u16) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if Instant::now() > deadline {
             bail!("the echo webhook did not listen on port {port}");
         }

@@ -1,0 +1,153 @@
+//! Filters end to end (SPEC §7): real guests built from source, a real Prosody, a real client and
+//! a real webhook. Each example filter changes what the webhook receives and what the user gets;
+//! misbehaving guests are stopped within their limits and the host goes on serving.
+
+use std::path::PathBuf;
+
+use testkit::client::{body, error_of};
+
+use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
+
+const EXAMPLES: &str = "examples/filters";
+const TEST_GUESTS: &str = "host/tests/guests";
+
+fn guest(workspace: &str, name: &str) -> Option<PathBuf> {
+    if !testkit::guests::require_wasm_target() {
+        return None;
+    }
+    Some(testkit::guests::wasm(workspace, name).expect("guest builds"))
+}
+
+/// A `[[filter]]` entry for the config file.
+fn entry(path: &std::path::Path, name: &str, extra: &str) -> String {
+    format!("[[filter]]\npath = {:?}\nname = {name:?}\n{extra}\n", path.display().to_string())
+}
+
+async fn ask(b: &mut Bridge, to_node: &str, text: &str) -> testkit::Element {
+    b.alice.send(&message(&format!("{to_node}@{DOMAIN}"), text)).await.expect("send");
+    let (reply, others) = b.alice.expect(WAIT, "reply", |el| el.name() == "message").await.expect("reply");
+    assert!(others.is_empty(), "unexpected: {others:?}");
+    reply
+}
+
+#[tokio::test]
+async fn commands_answers_itself_and_passes_the_rest() {
+    let Some(wasm) = guest(EXAMPLES, "commands") else { return };
+    let toml = entry(&wasm, "commands", "");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = ask(&mut b, "echo", "/ping").await;
+    assert_eq!(body(&reply).as_deref(), Some("pong"));
+    assert!(b.webhook.requests().is_empty(), "the webhook was called for /ping");
+    let reply = ask(&mut b, "echo", "/help").await;
+    assert!(body(&reply).unwrap_or_default().starts_with("Commands: /ping"), "{reply:?}");
+    let reply = ask(&mut b, "echo", "hello").await;
+    assert_eq!(body(&reply).as_deref(), Some("hello"));
+    assert_eq!(b.webhook_saw(1).await[0].event["body"], "hello");
+}
+
+#[tokio::test]
+async fn reshape_speaks_a_chat_webhook_of_another_shape() {
+    let Some(wasm) = guest(EXAMPLES, "reshape") else { return };
+    let toml = entry(&wasm, "reshape", "");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = ask(&mut b, "slack", "hi there").await;
+    assert_eq!(body(&reply).as_deref(), Some("you said hi there"));
+    let event = &b.webhook_saw(1).await[0].event;
+    assert_eq!(event["text"], "hi there");
+    assert_eq!(event["user"], "alice@localhost", "the bare address names the user");
+    assert_eq!(event["channel"], format!("slack@{DOMAIN}"));
+    assert!(event.get("stanza").is_none(), "the webhook sees only its own shape: {event}");
+}
+
+#[tokio::test]
+async fn redact_masks_or_drops_what_matches() {
+    let Some(wasm) = guest(EXAMPLES, "redact") else { return };
+    let toml = entry(&wasm, "redact", "[filter.config]\npatterns = \"password, api_key\"\n");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = ask(&mut b, "echo", "my Password is hunter2").await;
+    assert_eq!(body(&reply).as_deref(), Some("my [redacted] is hunter2"));
+    let event = &b.webhook_saw(1).await[0].event;
+    assert_eq!(event["body"], "my [redacted] is hunter2");
+    assert!(!event.to_string().contains("Password"), "the raw stanza leaked: {event}");
+
+    let toml = entry(&wasm, "redact", "[filter.config]\npatterns = \"password\"\naction = \"drop\"\n");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    b.alice.send(&message(&format!("echo@{DOMAIN}"), "password: x")).await.expect("send");
+    b.expect_silence().await;
+    assert!(b.webhook.requests().is_empty(), "a dropped message reached the webhook");
+    let reply = ask(&mut b, "echo", "harmless").await;
+    assert_eq!(body(&reply).as_deref(), Some("harmless"));
+}
+
+#[tokio::test]
+async fn a_chain_runs_in_order_before_and_in_reverse_after() {
+    let Some(wasm) = guest(TEST_GUESTS, "tag") else { return };
+    let toml = format!(
+        "{}[filter.config]\ntag = \"A\"\n{}[filter.config]\ntag = \"B\"\n",
+        entry(&wasm, "first", ""),
+        entry(&wasm, "second", "")
+    );
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = ask(&mut b, "echo", "hi").await;
+    assert_eq!(b.webhook_saw(1).await[0].event["body"], "hiAB", "before hooks in config order");
+    assert_eq!(body(&reply).as_deref(), Some("hiABba"), "after hooks in reverse order");
+    let log = b.host.log();
+    assert!(log.contains("filter=\"first\"") || log.contains("filter=first"), "guest logs name the filter:\n{log}");
+    assert!(log.contains("after (status 200): body now hiABb"), "{log}");
+}
+
+#[tokio::test]
+async fn misbehaving_filters_are_stopped_and_skipped() {
+    let names = ["spin", "hog", "panic", "fail", "garbage", "snoop"];
+    let mut toml = String::new();
+    for name in names {
+        let Some(wasm) = guest(TEST_GUESTS, name) else { return };
+        let extra = if name == "hog" { "memory_limit = 16777216" } else { "" };
+        toml.push_str(&entry(&wasm, name, extra));
+    }
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    // Every filter fails on every stanza; each is skipped, and the webhook answers as usual.
+    for text in ["first", "second"] {
+        let reply = ask(&mut b, "echo", text).await;
+        assert_eq!(body(&reply).as_deref(), Some(text), "host log:\n{}", b.host.log());
+    }
+    let log = b.host.log();
+    for expected in [
+        "ran out of its CPU time (100 ms)",
+        "exceeded its memory limit (16777216 bytes)",
+        "trapped",
+        "returned an error: refusing on purpose",
+        "returned invalid JSON",
+        "No such file or directory",
+    ] {
+        assert!(log.contains(expected), "no log line saying {expected:?}:\n{log}");
+    }
+    assert!(log.contains("this filter always panics"), "guest stderr reaches the log:\n{log}");
+}
+
+#[tokio::test]
+async fn reject_on_error_answers_internal_server_error() {
+    let Some(wasm) = guest(TEST_GUESTS, "panic") else { return };
+    let toml = entry(&wasm, "panic", "on_error = \"reject\"");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = ask(&mut b, "echo", "x").await;
+    assert_eq!(error_of(&reply), Some(("internal-server-error".into(), "cancel".into())));
+    assert!(b.webhook.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_file_is_readable_only_where_granted() {
+    let Some(wasm) = guest(TEST_GUESTS, "snoop") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("motd.txt");
+    std::fs::write(&file, "granted content\n").expect("write");
+    let grant = format!(
+        "read_dirs = [{:?}]\n[filter.config]\nfile = {:?}\n",
+        dir.path().display().to_string(),
+        file.display().to_string()
+    );
+    let toml = entry(&wasm, "snoop", &grant);
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = ask(&mut b, "echo", "x").await;
+    assert_eq!(body(&reply).as_deref(), Some("granted content"));
+}
