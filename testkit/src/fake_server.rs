@@ -52,6 +52,11 @@ impl FakeSession {
         Ok(())
     }
 
+    /// The connection itself, with whatever was read past the last `read_until`.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     /// Reads until `needle` has arrived; returns everything up to and including it.
     pub async fn read_until(&mut self, needle: &str, within: Duration) -> anyhow::Result<String> {
         let deadline = tokio::time::Instant::now() + within;

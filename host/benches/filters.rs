@@ -1,0 +1,191 @@
+//! What filters cost (issue: filters). Prints, for a two-filter chain (`before` + `after`, a fresh
+//! instance per call) on a ~500-byte event:
+//! 1. the host time added per stanza, split into instantiation, guest calls and JSON work, measured
+//!    in-process on one thread (with that thread's CPU time beside it);
+//! 2. the end-to-end throughput of the stanzahook binary with and without the chain, on the same
+//!    machine in the same run, as a ratio: a fake XMPP server pumps messages with a window of
+//!    outstanding stanzas through stanzahook to a local webhook and counts the replies.
+//!
+//! Run with `cargo bench -p stanzahook --bench filters` (release build; builds the guests first).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use stanzahook::filter::{AfterVerdict, BeforeVerdict, FilterEngine, FilterSettings, LoadedFilter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MICRO_STANZAS: u32 = 3000;
+const E2E_STANZAS: usize = 4000;
+const WINDOW: usize = 64;
+const DOMAIN: &str = "bot.localhost";
+
+fn main() -> anyhow::Result<()> {
+    if !testkit::guests::require_wasm_target() {
+        return Ok(());
+    }
+    let tag = testkit::guests::wasm("host/tests/guests", "tag")?;
+    micro(&tag)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(end_to_end(&tag))
+}
+
+fn settings(path: &Path, name: &str) -> FilterSettings {
+    let mut s = FilterSettings::from_path(path.to_owned());
+    s.name = name.to_owned();
+    s.config.insert("tag".into(), name.to_owned());
+    s
+}
+
+/// A message event of about 500 bytes, as stanzahook builds it.
+fn event() -> Value {
+    let body = "Could you tell me what the weather will be like tomorrow in Berlin, please?";
+    let stanza = format!(
+        "<message from=\"alice@example.org/phone-4f2a\" id=\"msg-8c1d2e\" to=\"weather@{DOMAIN}\" type=\"chat\">\
+         <body>{body}</body><active xmlns=\"http://jabber.org/protocol/chatstates\"/>\
+         <request xmlns=\"urn:xmpp:receipts\"/></message>"
+    );
+    json!({"to": format!("weather@{DOMAIN}"), "from": "alice@example.org/phone-4f2a", "kind": "message",
+           "type": "chat", "id": "msg-8c1d2e", "body": body, "stanza": stanza})
+}
+
+#[derive(Default)]
+struct Split {
+    instantiate: Duration,
+    calls: Duration,
+}
+
+/// One stanza through two filters the way the chain does it: JSON out, guest call, JSON back.
+fn one_stanza(a: &LoadedFilter, b: &LoadedFilter, event: &Value, reply: &Value, split: &mut Split) -> anyhow::Result<()> {
+    let seen_a = event.to_string();
+    let (verdict, report) = a.before(&seen_a);
+    split.instantiate += report.instantiate;
+    split.calls += report.call;
+    let BeforeVerdict::Rewrite(text) = verdict? else { bail!("tag filter did not rewrite") };
+    let event_b: Value = serde_json::from_str(&text)?;
+    let seen_b = event_b.to_string();
+    let (verdict, report) = b.before(&seen_b);
+    split.instantiate += report.instantiate;
+    split.calls += report.call;
+    let BeforeVerdict::Rewrite(text) = verdict? else { bail!("tag filter did not rewrite") };
+    let _posted: Value = serde_json::from_str(&text)?;
+    let mut reply_text = reply.to_string();
+    for (filter, seen) in [(b, &seen_b), (a, &seen_a)] {
+        let (verdict, report) = filter.after(seen, 200, Some(&reply_text));
+        split.instantiate += report.instantiate;
+        split.calls += report.call;
+        let AfterVerdict::Replace(text) = verdict? else { bail!("tag filter did not replace") };
+        let value: Value = serde_json::from_str(&text)?;
+        reply_text = value.to_string();
+    }
+    Ok(())
+}
+
+fn micro(tag: &Path) -> anyhow::Result<()> {
+    let engine = FilterEngine::new()?;
+    let a = engine.load(settings(tag, "A"))?;
+    let b = engine.load(settings(tag, "B"))?;
+    let event = event();
+    let reply = json!({"body": "Tomorrow in Berlin: 14 °C, light rain in the afternoon."});
+    let mut warm = Split::default();
+    for _ in 0..200 {
+        one_stanza(&a, &b, &event, &reply, &mut warm)?;
+    }
+    let mut split = Split::default();
+    let cpu = cpu_time::ThreadTime::now();
+    let started = Instant::now();
+    for _ in 0..MICRO_STANZAS {
+        one_stanza(&a, &b, &event, &reply, &mut split)?;
+    }
+    let total = started.elapsed() / MICRO_STANZAS;
+    let cpu = cpu.elapsed() / MICRO_STANZAS;
+    let instantiate = split.instantiate / MICRO_STANZAS;
+    let calls = split.calls / MICRO_STANZAS;
+    let json = total.saturating_sub(instantiate + calls);
+    println!(
+        "filter chain, in-process: 2 filters (before + after), fresh instance per call, {MICRO_STANZAS} stanzas, event {} bytes",
+        event.to_string().len()
+    );
+    println!(
+        "  per stanza: {:.1} µs wall ({:.1} µs thread CPU) = instantiate 4 × {:.1} µs + guest calls 4 × {:.1} µs + JSON and glue {:.1} µs",
+        micros(total),
+        micros(cpu),
+        micros(instantiate) / 4.0,
+        micros(calls) / 4.0,
+        micros(json)
+    );
+    println!("  target: at most 50 µs per stanza");
+    Ok(())
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+async fn end_to_end(tag: &Path) -> anyhow::Result<()> {
+    let plain = throughput("").await?;
+    let filters = format!(
+        "[[filter]]\npath = {path:?}\nname = \"A\"\n[filter.config]\ntag = \"A\"\n\
+         [[filter]]\npath = {path:?}\nname = \"B\"\n[filter.config]\ntag = \"B\"\n",
+        path = tag.display().to_string()
+    );
+    let filtered = throughput(&filters).await?;
+    println!("end to end: stanzahook between a fake XMPP server and a local webhook, {E2E_STANZAS} messages, window {WINDOW}");
+    println!("  no filters:  {plain:>8.0} replies/s");
+    println!("  two filters: {filtered:>8.0} replies/s  ({:.0}% of no filters; target at least 60%)", 100.0 * filtered / plain);
+    Ok(())
+}
+
+/// Replies per second through the stanzahook binary with the given extra config.
+async fn throughput(extra_toml: &str) -> anyhow::Result<f64> {
+    let server = testkit::FakeComponentServer::bind().await?;
+    let webhook = testkit::TestWebhook::start().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("stanzahook.toml");
+    std::fs::write(&config, format!("[webhook]\nmax_in_flight = {WINDOW}\n{extra_toml}"))?;
+    let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(&config));
+    let _host = testkit::HostProcess::start(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args)?;
+    let session = server.accept(Duration::from_secs(30)).await.context("stanzahook did not connect")?;
+    let (stream, _) = session.into_parts();
+    let (mut reader, mut writer) = stream.into_split();
+    let message = |i: usize| {
+        format!(
+            "<message from='user{}@localhost/r' to='echo@{DOMAIN}' type='chat' id='m{i}'><body>message number {i}</body></message>",
+            i % 100
+        )
+    };
+    let credits = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
+    let writer_credits = credits.clone();
+    let started = Instant::now();
+    let writer_task = tokio::spawn(async move {
+        for i in 0..E2E_STANZAS {
+            let Ok(permit) = writer_credits.acquire().await else { return };
+            permit.forget();
+            if writer.write_all(message(i).as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let needle = b"</message>";
+    let mut replies = 0;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while replies < E2E_STANZAS {
+        let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk)).await.context("replies stalled")??;
+        if n == 0 {
+            bail!("stanzahook closed the stream after {replies} replies");
+        }
+        carry.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(i) = carry[start..].windows(needle.len()).position(|w| w == needle) {
+            start += i + needle.len();
+            replies += 1;
+            credits.add_permits(1);
+        }
+        carry.drain(..start);
+    }
+    let elapsed = started.elapsed();
+    writer_task.abort();
+    Ok(E2E_STANZAS as f64 / elapsed.as_secs_f64())
+}
