@@ -270,3 +270,68 @@ macro_rules! export_filter {
         };
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Filter for Echo {
+        fn before(mut event: Event) -> Result<Before> {
+            Ok(match event.body() {
+                Some("drop") => Before::Drop,
+                Some("ping") => Before::reply("pong"),
+                Some(_) => {
+                    event.set("seen", true);
+                    Before::Rewrite(event)
+                }
+                None => Before::Pass,
+            })
+        }
+    }
+
+    struct Defaults;
+
+    impl Filter for Defaults {}
+
+    fn event(body: &str) -> String {
+        json!({"to": "a@b", "from": "c@d/e", "kind": "message", "body": body, "stanza": "<message/>"}).to_string()
+    }
+
+    #[test]
+    fn accessors_read_the_event() {
+        let e = Event::new(serde_json::from_str(&event("hi")).expect("json"));
+        assert_eq!(
+            (e.to(), e.from(), e.kind(), e.body(), e.stanza()),
+            (Some("a@b"), Some("c@d/e"), Some("message"), Some("hi"), Some("<message/>"))
+        );
+    }
+
+    #[test]
+    fn verdicts_cross_the_boundary_as_json_text() {
+        assert!(matches!(__before::<Echo>(event("drop")), Ok(types::BeforeVerdict::Drop)));
+        match __before::<Echo>(event("ping")) {
+            Ok(types::BeforeVerdict::Answer(text)) => assert_eq!(text, r#"{"body":"pong"}"#),
+            other => panic!("{other:?}"),
+        }
+        match __before::<Echo>(event("x")) {
+            Ok(types::BeforeVerdict::Rewrite(text)) => {
+                let v: Value = serde_json::from_str(&text).expect("json");
+                assert_eq!(v["seen"], true);
+                assert_eq!(v["body"], "x");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(__before::<Echo>("not json".into()).is_err());
+    }
+
+    #[test]
+    fn unimplemented_hooks_pass_everything() {
+        assert!(matches!(__before::<Defaults>(event("x")), Ok(types::BeforeVerdict::Pass)));
+        let answer = types::WebhookAnswer { status: 200, reply: Some(r#"{"body":"r"}"#.into()) };
+        assert!(matches!(__after::<Defaults>(event("x"), answer), Ok(types::AfterVerdict::Pass)));
+        let bad = types::WebhookAnswer { status: 200, reply: Some("{".into()) };
+        assert!(__after::<Defaults>(event("x"), bad).is_err(), "a reply that is not JSON is an error");
+    }
+}

@@ -57,7 +57,13 @@ struct Split {
 }
 
 /// One stanza through two filters the way the chain does it: JSON out, guest call, JSON back.
-fn one_stanza(a: &LoadedFilter, b: &LoadedFilter, event: &Value, reply: &Value, split: &mut Split) -> anyhow::Result<()> {
+fn one_stanza(
+    a: &LoadedFilter,
+    b: &LoadedFilter,
+    event: &Value,
+    reply: &Value,
+    split: &mut Split,
+) -> anyhow::Result<()> {
     let seen_a = event.to_string();
     let (verdict, report) = a.before(&seen_a);
     split.instantiate += report.instantiate;
@@ -131,9 +137,14 @@ async fn end_to_end(tag: &Path) -> anyhow::Result<()> {
         path = tag.display().to_string()
     );
     let filtered = throughput(&filters).await?;
-    println!("end to end: stanzahook between a fake XMPP server and a local webhook, {E2E_STANZAS} messages, window {WINDOW}");
+    println!(
+        "end to end: stanzahook between a fake XMPP server and a local webhook, {E2E_STANZAS} messages, window {WINDOW}"
+    );
     println!("  no filters:  {plain:>8.0} replies/s");
-    println!("  two filters: {filtered:>8.0} replies/s  ({:.0}% of no filters; target at least 60%)", 100.0 * filtered / plain);
+    println!(
+        "  two filters: {filtered:>8.0} replies/s  ({:.0}% of no filters; target at least 60%)",
+        100.0 * filtered / plain
+    );
     Ok(())
 }
 
@@ -172,7 +183,9 @@ async fn throughput(extra_toml: &str) -> anyhow::Result<f64> {
     let mut carry: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     while replies < E2E_STANZAS {
-        let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk)).await.context("replies stalled")??;
+        let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk))
+            .await
+            .context("replies stalled")??;
         if n == 0 {
             bail!("stanzahook closed the stream after {replies} replies");
         }

@@ -3,6 +3,7 @@
 //! (axum), and the stanzahook binary as a child process.
 
 pub mod client;
+pub mod demo;
 pub mod fake_server;
 pub mod guests;
 pub mod host;

@@ -10,3 +10,4 @@ mod filters;
 mod golden;
 mod harness;
 mod outcomes;
+mod quickstart;
