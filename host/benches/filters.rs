@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use stanzahook::filter::{AfterVerdict, BeforeVerdict, FilterEngine, FilterSettings, LoadedFilter};
+use stanzahook::filter::{AfterDecision, BeforeDecision, FilterEngine, FilterSettings, LoadedFilter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MICRO_STANZAS: u32 = 3000;
@@ -68,21 +68,18 @@ fn one_stanza(
     let (verdict, report) = a.before(&seen_a);
     split.instantiate += report.instantiate;
     split.calls += report.call;
-    let BeforeVerdict::Rewrite(text) = verdict? else { bail!("tag filter did not rewrite") };
-    let event_b: Value = serde_json::from_str(&text)?;
+    let BeforeDecision::Rewrite(event_b) = verdict? else { bail!("tag filter did not rewrite") };
     let seen_b = event_b.to_string();
     let (verdict, report) = b.before(&seen_b);
     split.instantiate += report.instantiate;
     split.calls += report.call;
-    let BeforeVerdict::Rewrite(text) = verdict? else { bail!("tag filter did not rewrite") };
-    let _posted: Value = serde_json::from_str(&text)?;
+    let BeforeDecision::Rewrite(_posted) = verdict? else { bail!("tag filter did not rewrite") };
     let mut reply_text = reply.to_string();
     for (filter, seen) in [(b, &seen_b), (a, &seen_a)] {
         let (verdict, report) = filter.after(seen, 200, Some(&reply_text));
         split.instantiate += report.instantiate;
         split.calls += report.call;
-        let AfterVerdict::Replace(text) = verdict? else { bail!("tag filter did not replace") };
-        let value: Value = serde_json::from_str(&text)?;
+        let AfterDecision::Replace(value) = verdict? else { bail!("tag filter did not replace") };
         reply_text = value.to_string();
     }
     Ok(())

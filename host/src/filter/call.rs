@@ -10,6 +10,8 @@ use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use serde_json::Value;
+
 use super::FilterSettings;
 use super::bindings::{AfterVerdict, BeforeVerdict, FilterPre, Level, WebhookAnswer};
 use super::engine::EPOCH_TICK;
@@ -34,6 +36,25 @@ pub enum FilterError {
     OutputTooLarge { size: usize, limit: usize },
     #[error("returned invalid JSON: {0}")]
     InvalidJson(String),
+}
+
+/// A `before` hook's decision, its JSON parsed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeforeDecision {
+    Pass,
+    /// Go on with this event (a JSON object).
+    Rewrite(Value),
+    /// Answer with this reply JSON without calling the webhook.
+    Answer(Value),
+    Drop,
+}
+
+/// An `after` hook's decision, its JSON parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterDecision {
+    Pass,
+    Replace(Value),
+    Drop,
 }
 
 /// What a call did besides its verdict: for the log, and for `stanzahook filter run`.
@@ -97,13 +118,15 @@ impl LoadedFilter {
     }
 
     /// Runs the `before` hook on `event` (JSON text).
-    pub fn before(&self, event: &str) -> (Result<BeforeVerdict, FilterError>, CallReport) {
-        self.call(|bindings, store| bindings.call_before(store, event)).map_result(|verdict| {
-            let output = match &verdict {
-                BeforeVerdict::Rewrite(s) | BeforeVerdict::Answer(s) => Some(s.as_str()),
-                BeforeVerdict::Pass | BeforeVerdict::Drop => None,
-            };
-            self.check_output(output).map(|()| verdict)
+    pub fn before(&self, event: &str) -> (Result<BeforeDecision, FilterError>, CallReport) {
+        self.call(|bindings, store| bindings.call_before(store, event)).map_result(|verdict| match verdict {
+            BeforeVerdict::Pass => Ok(BeforeDecision::Pass),
+            BeforeVerdict::Drop => Ok(BeforeDecision::Drop),
+            BeforeVerdict::Answer(text) => self.parse(&text).map(BeforeDecision::Answer),
+            BeforeVerdict::Rewrite(text) => match self.parse(&text)? {
+                event @ Value::Object(_) => Ok(BeforeDecision::Rewrite(event)),
+                _ => Err(FilterError::InvalidJson("a rewritten event must be a JSON object".into())),
+            },
         })
     }
 
@@ -113,25 +136,22 @@ impl LoadedFilter {
         event: &str,
         status: u16,
         reply: Option<&str>,
-    ) -> (Result<AfterVerdict, FilterError>, CallReport) {
+    ) -> (Result<AfterDecision, FilterError>, CallReport) {
         let answer = WebhookAnswer { status, reply: reply.map(str::to_owned) };
-        self.call(|bindings, store| bindings.call_after(store, event, &answer)).map_result(|verdict| {
-            let output = match &verdict {
-                AfterVerdict::Replace(s) => Some(s.as_str()),
-                AfterVerdict::Pass | AfterVerdict::Drop => None,
-            };
-            self.check_output(output).map(|()| verdict)
+        self.call(|bindings, store| bindings.call_after(store, event, &answer)).map_result(|verdict| match verdict {
+            AfterVerdict::Pass => Ok(AfterDecision::Pass),
+            AfterVerdict::Drop => Ok(AfterDecision::Drop),
+            AfterVerdict::Replace(text) => self.parse(&text).map(AfterDecision::Replace),
         })
     }
 
-    fn check_output(&self, output: Option<&str>) -> Result<(), FilterError> {
-        let Some(text) = output else { return Ok(()) };
+    /// What a hook returned, within the output cap and as JSON.
+    fn parse(&self, text: &str) -> Result<Value, FilterError> {
         let limit = self.settings.limits.max_output_bytes;
         if text.len() > limit {
             return Err(FilterError::OutputTooLarge { size: text.len(), limit });
         }
-        serde_json::from_str::<serde_json::Value>(text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
-        Ok(())
+        serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
     }
 
     fn call<V>(

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::call::{CallReport, FilterError, LoadedFilter};
+use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
 use super::engine::MAX_CONCURRENT_CALLS;
-use super::{AfterVerdict, BeforeVerdict, Level, OnError};
+use super::{Level, OnError};
 
 /// The filters a stanza passed on its way in, with the event each one saw: their `after` hooks
 /// run on the way back.
@@ -71,38 +71,36 @@ impl FilterChain {
         self.filters.iter().map(LoadedFilter::name).collect()
     }
 
-    /// Runs the `before` hooks (off the async threads: guests are CPU work).
+    /// Runs the `before` hooks.
     pub async fn before(self: &Arc<Self>, event: Value) -> BeforeOutcome {
-        let chain = self.clone();
-        let span = tracing::Span::current();
-        let permit = self.calls.clone().acquire_owned().await;
-        let outcome = tokio::task::spawn_blocking(move || {
-            let _enter = span.enter();
-            let _permit = permit;
-            chain.before_blocking(event)
-        })
-        .await;
-        outcome.unwrap_or_else(|e| {
-            tracing::error!("filter chain task failed: {e}");
-            BeforeOutcome::Reject { filter: "chain".into() }
-        })
+        self.off_thread(move |chain| chain.before_blocking(event))
+            .await
+            .unwrap_or_else(|| BeforeOutcome::Reject { filter: "chain".into() })
     }
 
     /// Runs the `after` hooks of the filters in `trail`, last first.
     pub async fn after(self: &Arc<Self>, trail: Trail, status: u16, reply: Option<Value>) -> AfterOutcome {
+        self.off_thread(move |chain| chain.after_blocking(trail, status, reply))
+            .await
+            .unwrap_or_else(|| AfterOutcome::Reject { filter: "chain".into() })
+    }
+
+    /// Runs `work` on a blocking thread (guests are CPU work), within the stanza's span and the
+    /// bound on concurrent calls. `None` if the task itself failed, which is logged.
+    async fn off_thread<R: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&FilterChain) -> R + Send + 'static,
+    ) -> Option<R> {
         let chain = self.clone();
         let span = tracing::Span::current();
         let permit = self.calls.clone().acquire_owned().await;
-        let outcome = tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
             let _permit = permit;
-            chain.after_blocking(trail, status, reply)
+            work(&chain)
         })
         .await;
-        outcome.unwrap_or_else(|e| {
-            tracing::error!("filter chain task failed: {e}");
-            AfterOutcome::Reject { filter: "chain".into() }
-        })
+        result.map_err(|e| tracing::error!("filter chain task failed: {e}")).ok()
     }
 
     fn before_blocking(&self, mut event: Value) -> BeforeOutcome {
@@ -111,23 +109,18 @@ impl FilterChain {
             let seen = event.to_string();
             let (result, report) = filter.before(&seen);
             emit_logs(filter, &report);
-            let verdict = result.and_then(|verdict| match verdict {
-                BeforeVerdict::Rewrite(text) => parse_object(&text).map(BeforeVerdict2::Rewrite),
-                BeforeVerdict::Answer(text) => parse_json(&text).map(BeforeVerdict2::Answer),
-                BeforeVerdict::Pass => Ok(BeforeVerdict2::Pass),
-                BeforeVerdict::Drop => Ok(BeforeVerdict2::Drop),
-            });
+            let verdict = result;
             match verdict {
-                Ok(BeforeVerdict2::Pass) => trail.seen.push((index, seen)),
-                Ok(BeforeVerdict2::Rewrite(new_event)) => {
+                Ok(BeforeDecision::Pass) => trail.seen.push((index, seen)),
+                Ok(BeforeDecision::Rewrite(new_event)) => {
                     trail.seen.push((index, seen));
                     event = new_event;
                 }
-                Ok(BeforeVerdict2::Answer(reply)) => {
+                Ok(BeforeDecision::Answer(reply)) => {
                     tracing::debug!(filter = filter.name(), "answered without the webhook");
                     return BeforeOutcome::Answer { reply, trail };
                 }
-                Ok(BeforeVerdict2::Drop) => {
+                Ok(BeforeDecision::Drop) => {
                     return BeforeOutcome::Drop { filter: filter.name().to_owned() };
                 }
                 Err(e) => {
@@ -149,20 +142,14 @@ impl FilterChain {
             };
             let (result, report) = filter.after(seen, status, reply_text.as_deref());
             emit_logs(filter, &report);
-            let verdict = result.and_then(|verdict| match verdict {
-                AfterVerdict::Replace(text) => parse_json(&text).map(|v| (Some(v), text)).map(Some),
-                AfterVerdict::Pass => Ok(Some((None, String::new()))),
-                AfterVerdict::Drop => Ok(None),
-            });
+            let verdict = result;
             match verdict {
-                Ok(Some((Some(value), text))) => {
-                    reply_text = Some(text);
+                Ok(AfterDecision::Replace(value)) => {
+                    reply_text = Some(value.to_string());
                     replaced = Some(value);
                 }
-                Ok(Some((None, _))) => {}
-                Ok(None) => {
-                    return AfterOutcome::Drop { filter: filter.name().to_owned() };
-                }
+                Ok(AfterDecision::Pass) => {}
+                Ok(AfterDecision::Drop) => return AfterOutcome::Drop { filter: filter.name().to_owned() },
                 Err(e) => {
                     if failed(filter, "after", &e) == OnError::Reject {
                         return AfterOutcome::Reject { filter: filter.name().to_owned() };
@@ -171,25 +158,6 @@ impl FilterChain {
             }
         }
         replaced.map_or(AfterOutcome::Keep, AfterOutcome::Replace)
-    }
-}
-
-/// A `before` verdict with its JSON parsed.
-enum BeforeVerdict2 {
-    Pass,
-    Rewrite(Value),
-    Answer(Value),
-    Drop,
-}
-
-fn parse_json(text: &str) -> Result<Value, FilterError> {
-    serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
-}
-
-fn parse_object(text: &str) -> Result<Value, FilterError> {
-    match parse_json(text)? {
-        Value::Object(map) => Ok(Value::Object(map)),
-        _ => Err(FilterError::InvalidJson("a rewritten event must be a JSON object".into())),
     }
 }
 

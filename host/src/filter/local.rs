@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{AfterVerdict, BeforeVerdict, CallReport, FilterEngine, FilterSettings, Level};
+use super::{AfterDecision, BeforeDecision, CallReport, FilterEngine, FilterSettings, Level};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -55,12 +55,12 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
     match before {
         Ok(verdict) => {
             let (name, json) = match &verdict {
-                BeforeVerdict::Pass => ("pass", None),
-                BeforeVerdict::Rewrite(j) => ("rewrite", Some(j)),
-                BeforeVerdict::Answer(j) => ("answer", Some(j)),
-                BeforeVerdict::Drop => ("drop", None),
+                BeforeDecision::Pass => ("pass", None),
+                BeforeDecision::Rewrite(j) => ("rewrite", Some(j)),
+                BeforeDecision::Answer(j) => ("answer", Some(j)),
+                BeforeDecision::Drop => ("drop", None),
             };
-            section(&mut out, "before", name, json.map(String::as_str), &report);
+            section(&mut out, "before", name, json, &report);
         }
         Err(e) => {
             failed = true;
@@ -75,11 +75,11 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
         match after {
             Ok(verdict) => {
                 let (name, json) = match &verdict {
-                    AfterVerdict::Pass => ("pass", None),
-                    AfterVerdict::Replace(j) => ("replace", Some(j)),
-                    AfterVerdict::Drop => ("drop", None),
+                    AfterDecision::Pass => ("pass", None),
+                    AfterDecision::Replace(j) => ("replace", Some(j)),
+                    AfterDecision::Drop => ("drop", None),
                 };
-                section(&mut out, &format!("after (status {status})"), name, json.map(String::as_str), &report);
+                section(&mut out, &format!("after (status {status})"), name, json, &report);
             }
             Err(e) => {
                 failed = true;
@@ -90,7 +90,7 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
     Ok(LocalReport { text: out, failed })
 }
 
-fn section(out: &mut String, hook: &str, verdict: &str, json: Option<&str>, report: &CallReport) {
+fn section(out: &mut String, hook: &str, verdict: &str, json: Option<&Value>, report: &CallReport) {
     let _ = writeln!(
         out,
         "{hook}: {verdict}  (instantiate {:.2} ms, call {:.2} ms)",
@@ -98,10 +98,7 @@ fn section(out: &mut String, hook: &str, verdict: &str, json: Option<&str>, repo
         report.call.as_secs_f64() * 1e3
     );
     if let Some(json) = json {
-        let pretty = serde_json::from_str::<Value>(json)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| json.to_owned());
+        let pretty = serde_json::to_string_pretty(json).unwrap_or_else(|_| json.to_string());
         for line in pretty.lines() {
             let _ = writeln!(out, "  {line}");
         }

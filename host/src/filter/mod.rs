@@ -12,11 +12,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use call::{CallReport, FilterError, LoadedFilter};
+pub use call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
 pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
 pub use engine::{FilterEngine, MAX_MEMORY_BYTES};
 
-pub use bindings::{AfterVerdict, BeforeVerdict, Level};
+pub use bindings::Level;
 
 /// One configured filter, validated.
 #[derive(Clone, Debug)]

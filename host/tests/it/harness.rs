@@ -10,6 +10,8 @@ pub const DOMAIN: &str = "bot.localhost";
 pub const SECRET: &str = "s3cret";
 /// Long enough for a loaded 2-core CI machine; only waits that end early use it.
 pub const WAIT: Duration = Duration::from_secs(10);
+/// Startup compiles the configured filters: seconds each in a debug build on a busy machine.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(60);
 /// How long "nothing arrives" is watched for.
 pub const QUIET: Duration = Duration::from_millis(600);
 
@@ -54,7 +56,7 @@ impl Bridge {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
         }
         let mut host = HostProcess::start(stanzahook_bin(), &args).expect("stanzahook starts");
-        host.wait_for_log("connected, serving", WAIT).await.expect("stanzahook connects");
+        host.wait_for_log("connected, serving", CONNECT_WAIT).await.expect("stanzahook connects");
         let alice = match XmppClient::login(prosody.c2s_port, "alice", "alicepw").await {
             Ok(client) => client,
             Err(e) => panic!("alice cannot log in: {e:#}\nprosody log:\n{}", prosody.log()),
