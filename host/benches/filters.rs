@@ -54,6 +54,7 @@ fn event() -> Value {
 struct Split {
     instantiate: Duration,
     calls: Duration,
+    teardown: Duration,
 }
 
 /// One stanza through two filters the way the chain does it: JSON out, guest call, JSON back.
@@ -68,17 +69,20 @@ fn one_stanza(
     let (verdict, report) = a.before(&seen_a);
     split.instantiate += report.instantiate;
     split.calls += report.call;
+    split.teardown += report.teardown;
     let BeforeDecision::Rewrite(event_b) = verdict? else { bail!("tag filter did not rewrite") };
     let seen_b = event_b.to_string();
     let (verdict, report) = b.before(&seen_b);
     split.instantiate += report.instantiate;
     split.calls += report.call;
+    split.teardown += report.teardown;
     let BeforeDecision::Rewrite(_posted) = verdict? else { bail!("tag filter did not rewrite") };
     let mut reply_text = reply.to_string();
     for (filter, seen) in [(b, &seen_b), (a, &seen_a)] {
         let (verdict, report) = filter.after(seen, 200, Some(&reply_text));
         split.instantiate += report.instantiate;
         split.calls += report.call;
+        split.teardown += report.teardown;
         let AfterDecision::Replace(value) = verdict? else { bail!("tag filter did not replace") };
         reply_text = value.to_string();
     }
@@ -105,17 +109,20 @@ fn micro(tag: &Path) -> anyhow::Result<()> {
     let cpu = cpu.elapsed() / MICRO_STANZAS;
     let instantiate = split.instantiate / MICRO_STANZAS;
     let calls = split.calls / MICRO_STANZAS;
-    let json = total.saturating_sub(instantiate + calls);
+    let teardown = split.teardown / MICRO_STANZAS;
+    let json = total.saturating_sub(instantiate + calls + teardown);
     println!(
         "filter chain, in-process: 2 filters (before + after), fresh instance per call, {MICRO_STANZAS} stanzas, event {} bytes",
         event.to_string().len()
     );
     println!(
-        "  per stanza: {:.1} µs wall ({:.1} µs thread CPU) = instantiate 4 × {:.1} µs + guest calls 4 × {:.1} µs + JSON and glue {:.1} µs",
+        "  per stanza: {:.1} µs wall ({:.1} µs thread CPU) = instantiate 4 × {:.1} µs + guest calls 4 × {:.1} µs \
+         + teardown 4 × {:.1} µs + JSON and glue {:.1} µs",
         micros(total),
         micros(cpu),
         micros(instantiate) / 4.0,
         micros(calls) / 4.0,
+        micros(teardown) / 4.0,
         micros(json)
     );
     println!("  target: at most 50 µs per stanza");
@@ -153,7 +160,7 @@ async fn throughput(extra_toml: &str) -> anyhow::Result<f64> {
     let config = dir.path().join("stanzahook.toml");
     std::fs::write(&config, format!("[webhook]\nmax_in_flight = {WINDOW}\n{extra_toml}"))?;
     let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(&config));
-    let _host = testkit::HostProcess::start(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args)?;
+    let host = testkit::HostProcess::start(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args)?;
     let session = server.accept(Duration::from_secs(30)).await.context("stanzahook did not connect")?;
     let (stream, _) = session.into_parts();
     let (mut reader, mut writer) = stream.into_split();
@@ -166,14 +173,16 @@ async fn throughput(extra_toml: &str) -> anyhow::Result<f64> {
     let credits = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
     let writer_credits = credits.clone();
     let started = Instant::now();
+    // The task hands the write half back: dropping it would close the stream under stanzahook.
     let writer_task = tokio::spawn(async move {
         for i in 0..E2E_STANZAS {
-            let Ok(permit) = writer_credits.acquire().await else { return };
+            let Ok(permit) = writer_credits.acquire().await else { break };
             permit.forget();
             if writer.write_all(message(i).as_bytes()).await.is_err() {
-                return;
+                break;
             }
         }
+        writer
     });
     let needle = b"</message>";
     let mut replies = 0;
@@ -184,7 +193,7 @@ async fn throughput(extra_toml: &str) -> anyhow::Result<f64> {
             .await
             .context("replies stalled")??;
         if n == 0 {
-            bail!("stanzahook closed the stream after {replies} replies");
+            bail!("stanzahook closed the stream after {replies} replies; its log:\n{}", host.log());
         }
         carry.extend_from_slice(&chunk[..n]);
         let mut start = 0;
@@ -196,6 +205,6 @@ async fn throughput(extra_toml: &str) -> anyhow::Result<f64> {
         carry.drain(..start);
     }
     let elapsed = started.elapsed();
-    writer_task.abort();
+    let _writer = writer_task.await?;
     Ok(E2E_STANZAS as f64 / elapsed.as_secs_f64())
 }

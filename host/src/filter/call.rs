@@ -61,8 +61,12 @@ pub enum AfterDecision {
 #[derive(Debug, Clone, Default)]
 pub struct CallReport {
     pub logs: Vec<(Level, String)>,
+    /// Store set-up and instantiation.
     pub instantiate: Duration,
+    /// The guest's hook itself.
     pub call: Duration,
+    /// Dropping the store: the instance's memory goes back to the pool.
+    pub teardown: Duration,
 }
 
 /// The store's data for one call.
@@ -179,6 +183,9 @@ impl LoadedFilter {
                 report.logs.push((level, format!("[{name}] {line}")));
             }
         }
+        let teardown = Instant::now();
+        drop(store);
+        report.teardown = teardown.elapsed();
         let result = match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(message)) => Err(FilterError::Returned(message)),
