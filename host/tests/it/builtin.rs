@@ -155,3 +155,18 @@ async fn forwarded_iq_gets_exactly_one_answer_with_its_id() {
     b.webhook_saw(before + 1).await;
     b.expect_silence().await;
 }
+
+#[tokio::test]
+async fn messages_not_forwarded_are_ignored() {
+    let Some(mut b) = Bridge::start(Options { stanzas: Some("iq"), ..Options::default() }).await else { return };
+    b.alice.send(&crate::harness::message(&format!("echo@{DOMAIN}"), "anyone?")).await.expect("send");
+    b.expect_silence().await;
+    // The iq kind is forwarded instead: its request reaches the webhook.
+    b.alice
+        .send(&format!("<iq to='s204@{DOMAIN}' type='get' id='f1'><x xmlns='urn:example:ask'/></iq>"))
+        .await
+        .expect("send");
+    b.alice.expect(WAIT, "empty result", iq_with_id("f1")).await.expect("result");
+    let requests = b.webhook_saw(1).await;
+    assert_eq!(requests[0].event["kind"], "iq", "only the iq was forwarded");
+}
