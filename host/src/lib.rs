@@ -4,6 +4,7 @@
 pub mod builtin;
 pub mod config;
 pub mod filter;
+pub mod lanes;
 pub mod payload;
 pub mod pipeline;
 pub mod shutdown;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_xmpp::minidom::Element;
@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::builtin;
 use crate::config::Config;
 use crate::filter::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
+use crate::lanes::Lanes;
 use crate::payload;
 use crate::stanza::{self, ErrorType, Kind, StanzaError};
 use crate::webhook::{Outcome, Webhook};
@@ -31,6 +32,7 @@ struct Shared {
 pub struct Pipeline {
     shared: Arc<Shared>,
     in_flight: Arc<Semaphore>,
+    lanes: Arc<Lanes<Queued>>,
     tasks: TaskTracker,
     /// Cancelled when the shutdown grace period is over: remaining webhook calls are abandoned.
     abandon: CancellationToken,
@@ -42,6 +44,7 @@ impl Pipeline {
         Pipeline {
             shared: Arc::new(Shared { config, webhook, filters, outbox }),
             in_flight,
+            lanes: Arc::default(),
             tasks: TaskTracker::new(),
             abandon: CancellationToken::new(),
         }
@@ -64,55 +67,79 @@ impl Pipeline {
         self.tasks.close();
         let grace = self.shared.config.shutdown_grace;
         if !self.tasks.is_empty() {
-            tracing::info!("waiting up to {} s for {} in-flight stanzas", grace.as_secs(), self.tasks.len());
+            tracing::info!("waiting up to {} s for the stanzas of {} senders", grace.as_secs(), self.tasks.len());
         }
         if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!("shutdown grace period over: abandoning {} in-flight stanzas", self.tasks.len());
+            tracing::warn!("shutdown grace period over: abandoning the stanzas of {} senders", self.tasks.len());
             self.abandon.cancel();
             self.tasks.wait().await;
         }
     }
 
+    /// Queues the stanza in its sender's lane; the lane's task handles it after the sender's
+    /// earlier stanzas (SPEC §3.5).
     async fn dispatch(&self, el: Element) {
-        let Some(kind) = Kind::of(&el) else { return };
-        let span = tracing::info_span!(
-            "stanza",
-            from = el.attr("from").unwrap_or(""),
-            kind = kind.as_str(),
-            id = el.attr("id").unwrap_or(""),
-        );
-        if !self.shared.config.forwards(kind) {
-            let replies = match kind {
-                Kind::Presence => builtin::presence(&el),
-                Kind::Iq => builtin::iq(&el, &self.shared.config.identity),
-                Kind::Message => Vec::new(),
-            };
-            let _enter = span.enter();
-            self.shared.send_replies(&el, replies);
+        if Kind::of(&el).is_none() {
             return;
         }
-        // Backpressure: when the webhook is this far behind, stop reading from the server.
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
-            return;
-        };
+        // Backpressure: when this many stanzas wait or run, stop reading from the server. The
+        // permit travels with the stanza, so a chatty sender's queue is bounded too.
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
+        let sender = el.attr("from").unwrap_or("").to_owned();
+        let Some(first) = self.lanes.enter(&sender, Queued { el, _permit: permit }) else { return };
         let shared = self.shared.clone();
+        let lanes = self.lanes.clone();
         let abandon = self.abandon.clone();
-        self.tasks.spawn(
-            async move {
-                tokio::select! {
-                    _ = shared.forward(&el) => {}
-                    _ = abandon.cancelled() => {
-                        tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
-                    }
-                }
-                drop(permit);
+        self.tasks.spawn(async move {
+            let mut next = Some(first);
+            while let Some(queued) = next {
+                let span = stanza_span(&queued.el);
+                shared.handle(&queued.el, &abandon).instrument(span).await;
+                drop(queued);
+                next = lanes.next(&sender);
             }
-            .instrument(span),
-        );
+        });
     }
 }
 
+/// A stanza waiting in its sender's lane, holding its place in `webhook.max_in_flight`.
+#[derive(Debug)]
+struct Queued {
+    el: Element,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// One span per stanza: every log line about it names its sender, kind and id.
+fn stanza_span(el: &Element) -> tracing::Span {
+    tracing::info_span!(
+        "stanza",
+        from = el.attr("from").unwrap_or(""),
+        kind = el.name(),
+        id = el.attr("id").unwrap_or(""),
+    )
+}
+
 impl Shared {
+    /// Answers one stanza: built-in for kinds not forwarded, through the webhook otherwise.
+    async fn handle(&self, el: &Element, abandon: &CancellationToken) {
+        let Some(kind) = Kind::of(el) else { return };
+        if !self.config.forwards(kind) {
+            let replies = match kind {
+                Kind::Presence => builtin::presence(el),
+                Kind::Iq => builtin::iq(el, &self.config.identity),
+                Kind::Message => Vec::new(),
+            };
+            self.send_replies(el, replies);
+            return;
+        }
+        tokio::select! {
+            _ = self.forward(el) => {}
+            _ = abandon.cancelled() => {
+                tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
+            }
+        }
+    }
+
     /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
     async fn forward(&self, el: &Element) {
         let event = payload::event(el);

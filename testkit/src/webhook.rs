@@ -10,6 +10,7 @@
 //! | `text` | `{"body": "text answer"}`, whatever the stanza |
 //! | `charset` | 200 `application/json; charset=utf-8` `{"body": "charset ok"}` |
 //! | `slow` | sleeps 3 s, then echoes |
+//! | `jitter` | echoes after 0–40 ms, a different delay for each numbered body |
 //! | `redirect` | 302 to `/` |
 //! | `huge` | 200 JSON of 2 MiB |
 //! | `bigreply` | 200 JSON whose reply stanza would be 300 KiB |
@@ -101,6 +102,11 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             "application/json",
             json!({"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}).to_string(),
         ),
+        "jitter" => {
+            let n: u64 = body.trim().parse().unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(n * 37 % 41)).await;
+            echo(&body)
+        }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             echo(&body)

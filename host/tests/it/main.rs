@@ -9,5 +9,6 @@ mod examples;
 mod filters;
 mod golden;
 mod harness;
+mod ordering;
 mod outcomes;
 mod quickstart;
