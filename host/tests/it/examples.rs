@@ -45,38 +45,32 @@ async fn round_trip(post_url: String) {
     b.expect_silence().await;
 }
 
-#[tokio::test]
-async fn python_echo_webhook() {
-    if !testkit::require_program("python3", "apt-get install python3") {
+/// Starts an example webhook with `program args…` on a free port (the `{port}` argument), waits
+/// for it to listen, and runs the round trip through it.
+async fn serve_and_round_trip(program: &str, install_hint: &str, args: &[&str]) {
+    if !testkit::require_program(program, install_hint) {
         return;
     }
     let port = testkit::free_port().expect("port");
-    let child = Command::new("python3")
-        .arg(examples_dir().join("echo.py"))
-        .arg(port.to_string())
+    let args: Vec<String> = args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
+    let child = Command::new(program)
+        .args(&args)
+        .current_dir(examples_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
     let _server = Server(child);
     wait_for_port(port).await;
     round_trip(format!("http://127.0.0.1:{port}/")).await;
 }
 
 #[tokio::test]
+async fn python_echo_webhook() {
+    serve_and_round_trip("python3", "apt-get install python3", &["echo.py", "{port}"]).await;
+}
+
+#[tokio::test]
 async fn php_echo_webhook() {
-    if !testkit::require_program("php", "apt-get install php-cli") {
-        return;
-    }
-    let port = testkit::free_port().expect("port");
-    let child = Command::new("php")
-        .args(["-S", &format!("127.0.0.1:{port}")])
-        .arg(examples_dir().join("echo.php"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("php runs");
-    let _server = Server(child);
-    wait_for_port(port).await;
-    round_trip(format!("http://127.0.0.1:{port}/")).await;
+    serve_and_round_trip("php", "apt-get install php-cli", &["-S", "127.0.0.1:{port}", "echo.php"]).await;
 }

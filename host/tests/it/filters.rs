@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use testkit::client::{body, error_of};
 
-use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, message};
 
 const EXAMPLES: &str = "examples/filters";
 const TEST_GUESTS: &str = "host/tests/guests";
@@ -23,24 +23,17 @@ fn entry(path: &std::path::Path, name: &str, extra: &str) -> String {
     format!("[[filter]]\npath = {:?}\nname = {name:?}\n{extra}\n", path.display().to_string())
 }
 
-async fn ask(b: &mut Bridge, to_node: &str, text: &str) -> testkit::Element {
-    b.alice.send(&message(&format!("{to_node}@{DOMAIN}"), text)).await.expect("send");
-    let (reply, others) = b.alice.expect(WAIT, "reply", |el| el.name() == "message").await.expect("reply");
-    assert!(others.is_empty(), "unexpected: {others:?}");
-    reply
-}
-
 #[tokio::test]
 async fn commands_answers_itself_and_passes_the_rest() {
     let Some(wasm) = guest(EXAMPLES, "commands") else { return };
     let toml = entry(&wasm, "commands", "");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let reply = ask(&mut b, "echo", "/ping").await;
+    let reply = b.ask("echo", "/ping").await;
     assert_eq!(body(&reply).as_deref(), Some("pong"));
     assert!(b.webhook.requests().is_empty(), "the webhook was called for /ping");
-    let reply = ask(&mut b, "echo", "/help").await;
+    let reply = b.ask("echo", "/help").await;
     assert!(body(&reply).unwrap_or_default().starts_with("Commands: /ping"), "{reply:?}");
-    let reply = ask(&mut b, "echo", "hello").await;
+    let reply = b.ask("echo", "hello").await;
     assert_eq!(body(&reply).as_deref(), Some("hello"));
     assert_eq!(b.webhook_saw(1).await[0].event["body"], "hello");
 }
@@ -50,7 +43,7 @@ async fn reshape_speaks_a_chat_webhook_of_another_shape() {
     let Some(wasm) = guest(EXAMPLES, "reshape") else { return };
     let toml = entry(&wasm, "reshape", "");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let reply = ask(&mut b, "slack", "hi there").await;
+    let reply = b.ask("slack", "hi there").await;
     assert_eq!(body(&reply).as_deref(), Some("you said hi there"));
     let event = &b.webhook_saw(1).await[0].event;
     assert_eq!(event["text"], "hi there");
@@ -64,7 +57,7 @@ async fn redact_masks_or_drops_what_matches() {
     let Some(wasm) = guest(EXAMPLES, "redact") else { return };
     let toml = entry(&wasm, "redact", "[filter.config]\npatterns = \"password, api_key\"\n");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let reply = ask(&mut b, "echo", "my Password is hunter2").await;
+    let reply = b.ask("echo", "my Password is hunter2").await;
     assert_eq!(body(&reply).as_deref(), Some("my [redacted] is hunter2"));
     let event = &b.webhook_saw(1).await[0].event;
     assert_eq!(event["body"], "my [redacted] is hunter2");
@@ -75,7 +68,7 @@ async fn redact_masks_or_drops_what_matches() {
     b.alice.send(&message(&format!("echo@{DOMAIN}"), "password: x")).await.expect("send");
     b.expect_silence().await;
     assert!(b.webhook.requests().is_empty(), "a dropped message reached the webhook");
-    let reply = ask(&mut b, "echo", "harmless").await;
+    let reply = b.ask("echo", "harmless").await;
     assert_eq!(body(&reply).as_deref(), Some("harmless"));
 }
 
@@ -88,7 +81,7 @@ async fn a_chain_runs_in_order_before_and_in_reverse_after() {
         entry(&wasm, "second", "")
     );
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let reply = ask(&mut b, "echo", "hi").await;
+    let reply = b.ask("echo", "hi").await;
     assert_eq!(b.webhook_saw(1).await[0].event["body"], "hiAB", "before hooks in config order");
     assert_eq!(body(&reply).as_deref(), Some("hiABba"), "after hooks in reverse order");
     let log = b.host.log();
@@ -108,7 +101,7 @@ async fn misbehaving_filters_are_stopped_and_skipped() {
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
     // Every filter fails on every stanza; each is skipped, and the webhook answers as usual.
     for text in ["first", "second"] {
-        let reply = ask(&mut b, "echo", text).await;
+        let reply = b.ask("echo", text).await;
         assert_eq!(body(&reply).as_deref(), Some(text), "host log:\n{}", b.host.log());
     }
     let log = b.host.log();
@@ -130,7 +123,7 @@ async fn reject_on_error_answers_internal_server_error() {
     let Some(wasm) = guest(TEST_GUESTS, "panic") else { return };
     let toml = entry(&wasm, "panic", "on_error = \"reject\"");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let reply = ask(&mut b, "echo", "x").await;
+    let reply = b.ask("echo", "x").await;
     assert_eq!(error_of(&reply), Some(("internal-server-error".into(), "cancel".into())));
     assert!(b.webhook.requests().is_empty());
 }
@@ -148,6 +141,6 @@ async fn a_file_is_readable_only_where_granted() {
     );
     let toml = entry(&wasm, "snoop", &grant);
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let reply = ask(&mut b, "echo", "x").await;
+    let reply = b.ask("echo", "x").await;
     assert_eq!(body(&reply).as_deref(), Some("granted content"));
 }

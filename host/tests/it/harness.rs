@@ -77,6 +77,15 @@ impl Bridge {
         }
     }
 
+    /// Alice sends `text` to `node@DOMAIN`; returns the one message that comes back.
+    pub async fn ask(&mut self, node: &str, text: &str) -> testkit::Element {
+        self.alice.send(&message(&format!("{node}@{DOMAIN}"), text)).await.expect("send");
+        let (reply, others) =
+            self.alice.expect(WAIT, &format!("answer from {node}"), |el| el.name() == "message").await.expect("reply");
+        assert!(others.is_empty(), "unexpected: {others:?}");
+        reply
+    }
+
     /// Asserts that alice receives nothing for a while.
     pub async fn expect_silence(&mut self) {
         let got = self.alice.drain(QUIET).await.expect("client ok");

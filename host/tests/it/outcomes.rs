@@ -11,13 +11,6 @@ fn first_message(el: &Element) -> bool {
 }
 
 /// Sends `body` to `node@DOMAIN` and returns the single message that comes back.
-async fn ask(b: &mut Bridge, node: &str, body: &str) -> Element {
-    b.alice.send(&message(&format!("{node}@{DOMAIN}"), body)).await.expect("send");
-    let (reply, others) = b.alice.expect(WAIT, &format!("answer from {node}"), first_message).await.expect("reply");
-    assert!(others.is_empty(), "unexpected: {others:?}");
-    reply
-}
-
 #[tokio::test]
 async fn json_answers_with_overrides() {
     let Some(mut b) = Bridge::start(Options::default()).await else {
@@ -25,17 +18,17 @@ async fn json_answers_with_overrides() {
     };
 
     let answer = json!({"body": 42, "type": "headline", "from": format!("other@{DOMAIN}/r")}).to_string();
-    let reply = ask(&mut b, "json", &answer).await;
+    let reply = b.ask("json", &answer).await;
     assert_eq!(body(&reply).as_deref(), Some("42"));
     assert_eq!(reply.attr("type"), Some("headline"));
     assert_eq!(reply.attr("from"), Some(format!("other@{DOMAIN}/r").as_str()));
 
-    let reply = ask(&mut b, "json", &json!({"body": true}).to_string()).await;
+    let reply = b.ask("json", &json!({"body": true}).to_string()).await;
     assert_eq!(body(&reply).as_deref(), Some("true"));
     assert_eq!(reply.attr("type"), Some("chat"), "type defaults to chat");
     assert_eq!(reply.attr("from"), Some(format!("json@{DOMAIN}").as_str()), "from defaults to the original to");
 
-    let reply = ask(&mut b, "charset", "x").await;
+    let reply = b.ask("charset", "x").await;
     assert_eq!(body(&reply).as_deref(), Some("charset ok"), "a charset parameter is accepted");
 }
 
@@ -45,17 +38,17 @@ async fn stanza_override_is_sent_with_defaults_filled() {
         return;
     };
     let answer = json!({"stanza": "<message xmlns='jabber:client' type='headline'><body>raw &amp; ready</body><x xmlns='urn:example:x'/></message>"});
-    let reply = ask(&mut b, "json", &answer.to_string()).await;
+    let reply = b.ask("json", &answer.to_string()).await;
     assert_eq!(body(&reply).as_deref(), Some("raw & ready"));
     assert_eq!(reply.attr("type"), Some("headline"));
     assert_eq!(reply.attr("from"), Some(format!("json@{DOMAIN}").as_str()));
     assert!(reply.has_child("x", "urn:example:x"));
 
     let answer = json!({"stanza": "<message from='custom@bot.localhost/res'><body>own from</body></message>"});
-    let reply = ask(&mut b, "json", &answer.to_string()).await;
+    let reply = b.ask("json", &answer.to_string()).await;
     assert_eq!(reply.attr("from"), Some("custom@bot.localhost/res"), "a given from is kept");
 
-    let reply = ask(&mut b, "json", &json!({"stanza": "<message><body>unclosed</message>"}).to_string()).await;
+    let reply = b.ask("json", &json!({"stanza": "<message><body>unclosed</message>"}).to_string()).await;
     assert_eq!(error_of(&reply), Some(("undefined-condition".into(), "cancel".into())));
     assert!(error_text(&reply).unwrap_or_default().contains("not well-formed"), "{:?}", error_text(&reply));
 }
@@ -125,7 +118,7 @@ async fn invalid_answers_become_undefined_condition() {
     let deep = deep.to_string();
     let cases = cases.into_iter().chain([(deep.as_str(), "nested deeper than 128 levels")]);
     for (answer, expected) in cases {
-        let reply = ask(&mut b, "json", answer).await;
+        let reply = b.ask("json", answer).await;
         assert_eq!(error_of(&reply), Some(("undefined-condition".into(), "cancel".into())), "{answer}");
         let text = error_text(&reply).unwrap_or_default();
         assert!(text.contains(expected), "{answer}: text {text:?} should say {expected:?}");
@@ -139,11 +132,11 @@ async fn foreign_from_is_refused_and_the_component_stays_connected() {
         return;
     };
     for from in ["mallory@evil.example", &format!("x@sub.{DOMAIN}"), "localhost"] {
-        let reply = ask(&mut b, "json", &json!({"from": from, "body": "spoof"}).to_string()).await;
+        let reply = b.ask("json", &json!({"from": from, "body": "spoof"}).to_string()).await;
         assert_eq!(error_of(&reply), Some(("not-allowed".into(), "cancel".into())), "from {from}");
     }
     // The stream survived: an ordinary echo still works, and nothing reconnected.
-    let reply = ask(&mut b, "echo", "still here").await;
+    let reply = b.ask("echo", "still here").await;
     assert_eq!(body(&reply).as_deref(), Some("still here"));
     let log = b.host.log();
     assert_eq!(log.matches("connected, serving").count(), 1, "the component reconnected:\n{log}");
@@ -153,7 +146,7 @@ async fn foreign_from_is_refused_and_the_component_stays_connected() {
 /// A webhook that cannot be reached in time gives the sender remote-server-timeout, and the log
 /// says which failure it was.
 async fn assert_connection_failure(b: &mut Bridge, node: &str, logged: &str) {
-    let reply = ask(b, node, "x").await;
+    let reply = b.ask(node, "x").await;
     assert_eq!(error_of(&reply), Some(("remote-server-timeout".into(), "cancel".into())));
     assert_eq!(error_text(&reply).as_deref(), Some("Connection failure"));
     assert!(b.host.log().contains(logged), "{}", b.host.log());
@@ -183,12 +176,12 @@ async fn oversized_answers_are_refused() {
     let Some(mut b) = Bridge::start(Options::default()).await else {
         return;
     };
-    let reply = ask(&mut b, "huge", "x").await;
+    let reply = b.ask("huge", "x").await;
     assert_eq!(error_of(&reply), Some(("undefined-condition".into(), "cancel".into())));
     assert!(error_text(&reply).unwrap_or_default().contains("larger than"), "{:?}", error_text(&reply));
 
     // Within the HTTP limit but over the stanza cap: not sent, the sender is told.
-    let reply = ask(&mut b, "bigreply", "x").await;
+    let reply = b.ask("bigreply", "x").await;
     assert_eq!(error_of(&reply), Some(("undefined-condition".into(), "cancel".into())));
     assert!(error_text(&reply).unwrap_or_default().contains("too large"), "{:?}", error_text(&reply));
 }
