@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
-use super::engine::MAX_CONCURRENT_CALLS;
+use super::engine::max_concurrent_calls;
 use super::{Level, OnError};
 
 /// The filters a stanza passed on its way in, with the event each one saw: their `after` hooks
@@ -60,7 +60,7 @@ pub struct FilterChain {
 
 impl FilterChain {
     pub fn new(filters: Vec<LoadedFilter>) -> FilterChain {
-        FilterChain { filters, calls: Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS)) }
+        FilterChain { filters, calls: Arc::new(Semaphore::new(max_concurrent_calls())) }
     }
 
     pub fn is_empty(&self) -> bool {
