@@ -63,7 +63,11 @@ impl Pipeline {
                 },
             }
         }
-        drop(incoming);
+        // Stanzas already read from the server are in flight for their senders: handle them too.
+        incoming.close();
+        while let Some(el) = incoming.recv().await {
+            self.dispatch(el).await;
+        }
         self.tasks.close();
         let grace = self.shared.config.shutdown_grace;
         if !self.tasks.is_empty() {

@@ -262,8 +262,14 @@ async fn serve(
                 }
                 Some(Ok(el)) if is_keepalive_echo(&el, &settings.domain) => {}
                 Some(Ok(el)) if Kind::of(&el).is_some() => {
-                    if incoming.send(el).await.is_err() {
-                        // Nobody processes stanzas any more; keep sending what is queued.
+                    if let Err(mpsc::error::SendError(el)) = incoming.send(el).await {
+                        // Shutting down: nobody takes stanzas any more; keep sending what is queued.
+                        tracing::warn!(
+                            from = el.attr("from").unwrap_or(""),
+                            kind = el.name(),
+                            id = el.attr("id").unwrap_or(""),
+                            "stanza not handled: arrived as stanzahook was shutting down"
+                        );
                         stop_reading.cancel();
                     }
                 }

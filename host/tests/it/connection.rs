@@ -139,3 +139,27 @@ async fn replies_ready_while_disconnected_are_sent_after_the_reconnect() {
     let reply = second.read_until("</message>", WAIT).await.expect("held reply");
     assert!(reply.contains("<body>held</body>") && reply.contains("to='alice@localhost/r'"), "{reply}");
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_stanzas_finish_and_sends_their_replies() {
+    let server = testkit::FakeComponentServer::bind().await.expect("bind");
+    let webhook = testkit::TestWebhook::start().await.expect("webhook");
+    let (mut host, _dir) = host_on_fake_server(&server, &webhook, "").await;
+    let mut session = server.accept(WAIT).await.expect("connection");
+    // The webhook takes 3 s; SIGTERM comes while it works.
+    session
+        .send(&format!("<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>late</body></message>"))
+        .await
+        .expect("send");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while webhook.requests().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "webhook not called");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    host.terminate().expect("SIGTERM");
+    let reply = session.read_until("</message>", WAIT).await.expect("the in-flight reply");
+    assert!(reply.contains("<body>late</body>"), "{reply}");
+    session.read_until("</stream:stream>", WAIT).await.expect("then the stream is closed");
+    let status = host.wait_exit(WAIT).await.expect("exits");
+    assert!(status.success(), "{status}\n{}", host.log());
+}
