@@ -63,6 +63,8 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
+    /// Signs requests when it holds keys (SPEC §3.3).
+    pub signer: crate::signing::Signer,
 }
 
 #[derive(Clone, Debug)]
@@ -179,6 +181,8 @@ struct RawWebhook {
     timeout: Option<String>,
     max_response_size: Option<usize>,
     max_in_flight: Option<usize>,
+    #[serde(default)]
+    signing_secrets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,6 +293,8 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         timeout: duration(raw.webhook.timeout, "webhook.timeout", Duration::from_secs(10))?,
         max_response_bytes: positive(raw.webhook.max_response_size, "webhook.max_response_size", 1024 * 1024)?,
         max_in_flight: positive(raw.webhook.max_in_flight, "webhook.max_in_flight", 256)?,
+        signer: crate::signing::Signer::from_secrets(&raw.webhook.signing_secrets)
+            .map_err(|why| err("webhook.signing_secrets", why))?,
     };
     let connection = ConnectionLimits {
         keepalive: duration(raw.connection.keepalive, "connection.keepalive", Duration::from_secs(30))?,
@@ -459,6 +465,10 @@ component_post_stanzas = ["message", "iq"]
             "config error: `webhook.timeout`: \"soon\" is not a duration like \"10s\" or \"500ms\": expected number at 0",
         );
         check_err("[webhook]\nmax_in_flight = 0\n", "config error: `webhook.max_in_flight`: must be greater than zero");
+        check_err(
+            "[webhook]\nsigning_secrets = [\"hunter2\"]\n",
+            "config error: `webhook.signing_secrets`: secret 1 does not start with `whsec_`",
+        );
         check_err(
             "[webhook]\ntimeout = 10\n",
             "config error: `timeout`: invalid type: integer `10`, expected a string (line 7: timeout = 10)",

@@ -8,6 +8,7 @@ pub mod lanes;
 pub mod payload;
 pub mod pipeline;
 pub mod shutdown;
+pub mod signing;
 pub mod stanza;
 pub mod webhook;
 pub mod xml_depth;

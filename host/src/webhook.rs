@@ -39,6 +39,7 @@ pub struct Webhook {
     client: reqwest::Client,
     url: reqwest::Url,
     max_response_bytes: usize,
+    signer: crate::signing::Signer,
 }
 
 impl Webhook {
@@ -51,7 +52,7 @@ impl Webhook {
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Webhook { client, url, max_response_bytes: settings.max_response_bytes })
+        Ok(Webhook { client, url, max_response_bytes: settings.max_response_bytes, signer: settings.signer.clone() })
     }
 
     /// POSTs one event and classifies the answer. Never fails: every outcome is an `Outcome`.
@@ -60,13 +61,20 @@ impl Webhook {
             Ok(b) => b,
             Err(e) => return failed(0, internal(), format!("cannot encode the event: {e}")),
         };
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
-            .send()
-            .await;
+        let mut request =
+            self.client.post(self.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if !self.signer.is_empty() {
+            // Each stanza is delivered once (no retries), so a fresh id per call is stable per delivery.
+            let id = format!("msg_{:032x}", rand::random::<u128>());
+            let timestamp =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let signature = self.signer.signature(&id, timestamp, &body);
+            request = request
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature);
+        }
+        let response = request.body(body).send().await;
         let mut response = match response {
             Ok(r) => r,
             Err(e) => {

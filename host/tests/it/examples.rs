@@ -3,7 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use testkit::client::body;
+use testkit::client::{body, error_of};
 
 use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
 
@@ -45,24 +45,54 @@ async fn round_trip(post_url: String) {
     b.expect_silence().await;
 }
 
-/// Starts an example webhook with `program args…` on a free port (the `{port}` argument), waits
-/// for it to listen, and runs the round trip through it.
-async fn serve_and_round_trip(program: &str, install_hint: &str, args: &[&str]) {
+/// Starts an example webhook with `program args…` (environment `env`) on a free port, the
+/// `{port}` argument, and waits for it to listen. `None` where the program is missing.
+async fn serve(program: &str, install_hint: &str, args: &[&str], env: &[(&str, &str)]) -> Option<(Server, String)> {
     if !testkit::require_program(program, install_hint) {
-        return;
+        return None;
     }
     let port = testkit::free_port().expect("port");
     let args: Vec<String> = args.iter().map(|a| a.replace("{port}", &port.to_string())).collect();
     let child = Command::new(program)
         .args(&args)
+        .envs(env.iter().copied())
         .current_dir(examples_dir())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let _server = Server(child);
+    let server = Server(child);
     wait_for_port(port).await;
-    round_trip(format!("http://127.0.0.1:{port}/")).await;
+    Some((server, format!("http://127.0.0.1:{port}/")))
+}
+
+async fn serve_and_round_trip(program: &str, install_hint: &str, args: &[&str]) {
+    let Some((_server, url)) = serve(program, install_hint, args, &[]).await else { return };
+    round_trip(url).await;
+}
+
+/// Signing (SPEC §3.3), checked by an independent implementation: the Python example verifies
+/// the Standard Webhooks signature with nothing but Python's hmac module.
+#[tokio::test]
+async fn python_echo_webhook_verifies_the_signature() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let env = [("STANDARD_WEBHOOKS_SECRET", SECRET)];
+    let Some((_server, url)) = serve("python3", "apt-get install python3", &["echo.py", "{port}"], &env).await else {
+        return;
+    };
+    // Rotation: the right key is the second of two.
+    let toml = format!("[webhook]\nsigning_secrets = [\"whsec_AAAAAAAA\", \"{SECRET}\"]\n");
+    let Some(mut b) = Bridge::start(Options { post_url: Some(url.clone()), toml: &toml, ..Options::default() }).await
+    else {
+        return;
+    };
+    let reply = b.ask("echo", "signed").await;
+    assert_eq!(body(&reply).as_deref(), Some("signed"), "host log:\n{}", b.host.log());
+
+    let toml = "[webhook]\nsigning_secrets = [\"whsec_AAAAAAAA\"]\n";
+    let Some(mut b) = Bridge::start(Options { post_url: Some(url), toml, ..Options::default() }).await else { return };
+    let reply = b.ask("echo", "forged").await;
+    assert_eq!(error_of(&reply), Some(("not-authorized".into(), "auth".into())), "a wrong key is refused with 401");
 }
 
 #[tokio::test]
