@@ -66,6 +66,21 @@ impl TestWebhook {
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
+
+    /// Waits until at least `n` requests have arrived; returns all so far.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> anyhow::Result<Vec<Recorded>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let requests = self.requests();
+            if requests.len() >= n {
+                return Ok(requests);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the webhook saw {} requests within {} ms, not {n}", requests.len(), within.as_millis());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 impl Drop for TestWebhook {

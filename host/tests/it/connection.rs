@@ -128,11 +128,7 @@ async fn replies_ready_while_disconnected_are_sent_after_the_reconnect() {
         .send(&format!("<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>held</body></message>"))
         .await
         .expect("send");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while webhook.requests().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "webhook not called");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
     drop(first);
     host.wait_for_log("connection lost", WAIT).await.expect("drop noticed");
     let mut second = server.accept(WAIT).await.expect("reconnect");
@@ -151,11 +147,7 @@ async fn sigterm_lets_in_flight_stanzas_finish_and_sends_their_replies() {
         .send(&format!("<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>late</body></message>"))
         .await
         .expect("send");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while webhook.requests().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "webhook not called");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
     host.terminate().expect("SIGTERM");
     let reply = session.read_until("</message>", WAIT).await.expect("the in-flight reply");
     assert!(reply.contains("<body>late</body>"), "{reply}");

@@ -64,17 +64,14 @@ impl Bridge {
         Some(Bridge { prosody, webhook, host, alice, _config_dir: config_dir })
     }
 
-    /// Waits until the webhook has seen `n` requests.
+    /// Waits until the webhook has seen `n` requests, and asserts it saw no more.
     pub async fn webhook_saw(&self, n: usize) -> Vec<testkit::webhook::Recorded> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let requests = self.webhook.requests();
-            if requests.len() >= n || tokio::time::Instant::now() > deadline {
-                assert_eq!(requests.len(), n, "webhook requests; host log:\n{}", self.host.log());
-                return requests;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let requests = match self.webhook.wait_for(n, WAIT).await {
+            Ok(requests) => requests,
+            Err(e) => panic!("{e}; host log:\n{}", self.host.log()),
+        };
+        assert_eq!(requests.len(), n, "webhook requests; host log:\n{}", self.host.log());
+        requests
     }
 
     /// Alice sends `text` to `node@DOMAIN`; returns the one message that comes back.

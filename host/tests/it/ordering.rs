@@ -30,9 +30,7 @@ async fn a_slow_answer_does_not_hold_up_another_sender() {
     let mut bob = XmppClient::login(b.prosody.c2s_port, "bob", "bobpw").await.expect("bob logs in");
     b.alice.send(&message(&format!("slow@{DOMAIN}"), "slow one")).await.expect("send");
     // Bob writes once alice's call is under way; the webhook takes 3 s for alice.
-    while b.webhook.requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    b.webhook.wait_for(1, WAIT).await.expect("the webhook is working on alice's message");
     bob.send(&message(&format!("echo@{DOMAIN}"), "quick one")).await.expect("send");
     let (reply, _) = bob.expect(Duration::from_secs(2), "bob's echo", |el| el.name() == "message").await.expect("bob");
     assert_eq!(body(&reply).as_deref(), Some("quick one"));

@@ -10,17 +10,12 @@ struct Commands;
 impl Filter for Commands {
     fn before(event: Event) -> Result<Before> {
         let prefix = config("prefix").unwrap_or_else(|| "/".into());
-        let Some(command) = event
-            .body()
-            .and_then(|b| b.trim().strip_prefix(prefix.as_str()))
-        else {
+        let Some(command) = event.body().and_then(|b| b.trim().strip_prefix(prefix.as_str())) else {
             return Ok(Before::Pass);
         };
         Ok(match command {
             "ping" => Before::reply("pong"),
-            "help" => Before::reply(format!(
-                "Commands: {prefix}ping, {prefix}help. Anything else goes to the bot."
-            )),
+            "help" => Before::reply(format!("Commands: {prefix}ping, {prefix}help. Anything else goes to the bot.")),
             _ => Before::Pass,
         })
     }

@@ -11,11 +11,7 @@ struct Redact;
 impl Filter for Redact {
     fn before(mut event: Event) -> Result<Before> {
         let patterns = config("patterns").unwrap_or_default();
-        let patterns: Vec<&str> = patterns
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect();
+        let patterns: Vec<&str> = patterns.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
         let Some(body) = event.body().map(str::to_owned) else {
             return Ok(Before::Pass);
         };

@@ -23,11 +23,7 @@ impl Filter for Reshape {
     }
 
     fn after(_event: Event, answer: Answer) -> Result<After> {
-        let text = answer
-            .reply
-            .as_ref()
-            .and_then(|r| r.get("text"))
-            .and_then(|t| t.as_str());
+        let text = answer.reply.as_ref().and_then(|r| r.get("text")).and_then(|t| t.as_str());
         Ok(match text {
             Some(text) => After::Replace(json!({ "body": text })),
             None => After::Pass,
