@@ -62,10 +62,8 @@ async fn sigterm_closes_the_stream_and_exits_cleanly() {
 
 #[tokio::test]
 async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
-    let server = testkit::FakeComponentServer::bind().await.expect("bind");
-    let webhook = testkit::TestWebhook::start().await.expect("webhook");
-    let (mut host, _dir) = host_on_fake_server(&server, &webhook, "").await;
-    let mut first = server.accept(WAIT).await.expect("first connection");
+    let mut b = FakeBridge::start("").await;
+    let mut first = b.server.accept(WAIT).await.expect("first connection");
     // 10,000 levels in 70 KB: within any server's stanza size limit, and enough to overflow a
     // recursive parser's stack.
     let deep = format!(
@@ -74,10 +72,10 @@ async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
         "</a>".repeat(10_000)
     );
     first.send(&deep).await.expect("send");
-    host.wait_for_log("nested deeper than", WAIT).await.expect("refused with a clear line");
+    b.host.wait_for_log("nested deeper than", WAIT).await.expect("refused with a clear line");
 
     // The host reconnects and serves the next stanza normally.
-    let mut second = server.accept(WAIT).await.expect("reconnect");
+    let mut second = b.server.accept(WAIT).await.expect("reconnect");
     second
         .send(&format!(
             "<message from='alice@localhost/r' to='echo@{DOMAIN}' type='chat' id='n1'><body>normal</body></message>"
@@ -86,72 +84,78 @@ async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
         .expect("send");
     let reply = second.read_until("</message>", WAIT).await.expect("reply");
     assert!(reply.contains("<body>normal</body>"), "{reply}");
-    assert_eq!(webhook.requests().len(), 1, "only the normal stanza reached the webhook");
-    assert!(!host.log().contains("panicked"), "{}", host.log());
+    assert_eq!(b.webhook.requests().len(), 1, "only the normal stanza reached the webhook");
+    assert!(!b.host.log().contains("panicked"), "{}", b.host.log());
 }
 
-/// stanzahook against the fake server, with extra TOML config.
-async fn host_on_fake_server(
-    server: &testkit::FakeComponentServer,
-    webhook: &testkit::TestWebhook,
-    toml: &str,
-) -> (HostProcess, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("stanzahook.toml");
-    std::fs::write(&config, toml).expect("write config");
-    let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
-    (HostProcess::start(stanzahook_bin(), &args).expect("start"), dir)
+/// stanzahook between the fake XEP-0114 server (played by the test) and the test webhook.
+struct FakeBridge {
+    server: testkit::FakeComponentServer,
+    webhook: testkit::TestWebhook,
+    host: HostProcess,
+    _config_dir: tempfile::TempDir,
+}
+
+impl FakeBridge {
+    /// Starts stanzahook with extra TOML config; the test then accepts its connection.
+    async fn start(toml: &str) -> FakeBridge {
+        let server = testkit::FakeComponentServer::bind().await.expect("bind");
+        let webhook = testkit::TestWebhook::start().await.expect("webhook");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("stanzahook.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
+        let host = HostProcess::start(stanzahook_bin(), &args).expect("start");
+        FakeBridge { server, webhook, host, _config_dir: dir }
+    }
+
+    /// Sends alice's `text` to the webhook's 3-second `slow` node and waits until the call is
+    /// under way.
+    async fn slow_call_under_way(&self, session: &mut testkit::fake_server::FakeSession, text: &str) {
+        session
+            .send(&format!(
+                "<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>{text}</body></message>"
+            ))
+            .await
+            .expect("send");
+        self.webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
+    }
 }
 
 #[tokio::test]
 async fn a_silent_server_is_noticed_and_left() {
-    let server = testkit::FakeComponentServer::bind().await.expect("bind");
-    let webhook = testkit::TestWebhook::start().await.expect("webhook");
-    let (mut host, _dir) =
-        host_on_fake_server(&server, &webhook, "[connection]\nkeepalive = \"500ms\"\ndead_after = \"1s\"\n").await;
+    let mut b = FakeBridge::start("[connection]\nkeepalive = \"500ms\"\ndead_after = \"1s\"\n").await;
     // The fake server never answers: the keepalive ping (to the domain itself) is not echoed.
-    let mut silent = server.accept(WAIT).await.expect("first connection");
+    let mut silent = b.server.accept(WAIT).await.expect("first connection");
     let ping = silent.read_until("</iq>", WAIT).await.expect("keepalive ping");
     assert!(ping.contains("urn:xmpp:ping"), "{ping}");
-    host.wait_for_log("server silent", WAIT).await.expect("dead server noticed");
-    server.accept(WAIT).await.expect("reconnects after giving up on the silent server");
+    b.host.wait_for_log("server silent", WAIT).await.expect("dead server noticed");
+    b.server.accept(WAIT).await.expect("reconnects after giving up on the silent server");
 }
 
 #[tokio::test]
 async fn replies_ready_while_disconnected_are_sent_after_the_reconnect() {
-    let server = testkit::FakeComponentServer::bind().await.expect("bind");
-    let webhook = testkit::TestWebhook::start().await.expect("webhook");
-    let (mut host, _dir) = host_on_fake_server(&server, &webhook, "").await;
-    let mut first = server.accept(WAIT).await.expect("first connection");
+    let mut b = FakeBridge::start("").await;
+    let mut first = b.server.accept(WAIT).await.expect("first connection");
     // The webhook takes 3 s to answer; the connection drops meanwhile.
-    first
-        .send(&format!("<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>held</body></message>"))
-        .await
-        .expect("send");
-    webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
+    b.slow_call_under_way(&mut first, "held").await;
     drop(first);
-    host.wait_for_log("connection lost", WAIT).await.expect("drop noticed");
-    let mut second = server.accept(WAIT).await.expect("reconnect");
+    b.host.wait_for_log("connection lost", WAIT).await.expect("drop noticed");
+    let mut second = b.server.accept(WAIT).await.expect("reconnect");
     let reply = second.read_until("</message>", WAIT).await.expect("held reply");
     assert!(reply.contains("<body>held</body>") && reply.contains("to='alice@localhost/r'"), "{reply}");
 }
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_stanzas_finish_and_sends_their_replies() {
-    let server = testkit::FakeComponentServer::bind().await.expect("bind");
-    let webhook = testkit::TestWebhook::start().await.expect("webhook");
-    let (mut host, _dir) = host_on_fake_server(&server, &webhook, "").await;
-    let mut session = server.accept(WAIT).await.expect("connection");
+    let mut b = FakeBridge::start("").await;
+    let mut session = b.server.accept(WAIT).await.expect("connection");
     // The webhook takes 3 s; SIGTERM comes while it works.
-    session
-        .send(&format!("<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>late</body></message>"))
-        .await
-        .expect("send");
-    webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
-    host.terminate().expect("SIGTERM");
+    b.slow_call_under_way(&mut session, "late").await;
+    b.host.terminate().expect("SIGTERM");
     let reply = session.read_until("</message>", WAIT).await.expect("the in-flight reply");
     assert!(reply.contains("<body>late</body>"), "{reply}");
     session.read_until("</stream:stream>", WAIT).await.expect("then the stream is closed");
-    let status = host.wait_exit(WAIT).await.expect("exits");
-    assert!(status.success(), "{status}\n{}", host.log());
+    let status = b.host.wait_exit(WAIT).await.expect("exits");
+    assert!(status.success(), "{status}\n{}", b.host.log());
 }
