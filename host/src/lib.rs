@@ -23,19 +23,19 @@ pub use config::Config;
 
 /// Serves the configured domain until `shutdown` is cancelled, then drains and closes cleanly.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let for_loading = config.clone();
-    let filters = tokio::task::spawn_blocking(move || load_filters(&for_loading)).await??;
+    let settings = config.filters.clone();
+    let filters = tokio::task::spawn_blocking(move || load_filters(&settings)).await??;
     run_with(config, filters, shutdown).await
 }
 
 /// Compiles and pre-instantiates the configured filters: CPU work, seconds for large guests, so
 /// call it off the async threads.
-pub fn load_filters(config: &Config) -> anyhow::Result<filter::FilterChain> {
-    if config.filters.is_empty() {
+pub fn load_filters(settings: &[filter::FilterSettings]) -> anyhow::Result<filter::FilterChain> {
+    if settings.is_empty() {
         return Ok(filter::FilterChain::new(Vec::new()));
     }
     let engine = filter::FilterEngine::new()?;
-    let loaded = config.filters.iter().cloned().map(|settings| engine.load(settings)).collect::<anyhow::Result<_>>()?;
+    let loaded = settings.iter().cloned().map(|s| engine.load(s)).collect::<anyhow::Result<_>>()?;
     Ok(filter::FilterChain::new(loaded))
 }
 

@@ -112,7 +112,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filters = match stanzahook::load_filters(&config) {
+    let filters = match stanzahook::load_filters(&config.filters) {
         Ok(chain) => chain,
         Err(e) => {
             eprintln!("stanzahook: {e:#}");
