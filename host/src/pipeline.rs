@@ -229,7 +229,7 @@ impl Shared {
         }
         let max = self.config.connection.max_stanza_bytes;
         for reply in replies {
-            let size = stanza::to_xml_string(&reply).len();
+            let size = stanza::xml_len(&reply);
             if size > max {
                 tracing::warn!("reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent");
                 let error = StanzaError::new(ErrorType::Cancel, "undefined-condition")

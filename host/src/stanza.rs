@@ -191,7 +191,43 @@ pub fn to_xml_string(el: &Element) -> String {
     out
 }
 
-fn write_element(el: &Element, parent_ns: &str, out: &mut String) {
+/// The length in bytes of `to_xml_string(el)`, measured without building the string (every
+/// reply is measured against the size cap before it is sent).
+pub fn xml_len(el: &Element) -> usize {
+    let mut count = Count(0);
+    write_element(el, NS_COMPONENT, &mut count);
+    count.0
+}
+
+/// Where the writer puts its text: a `String`, or a `Count` that only measures.
+trait Sink {
+    fn push_str(&mut self, s: &str);
+    fn push(&mut self, c: char);
+}
+
+impl Sink for String {
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s);
+    }
+
+    fn push(&mut self, c: char) {
+        String::push(self, c);
+    }
+}
+
+struct Count(usize);
+
+impl Sink for Count {
+    fn push_str(&mut self, s: &str) {
+        self.0 += s.len();
+    }
+
+    fn push(&mut self, c: char) {
+        self.0 += c.len_utf8();
+    }
+}
+
+fn write_element(el: &Element, parent_ns: &str, out: &mut impl Sink) {
     let ns = el.ns();
     out.push('<');
     out.push_str(el.name());
@@ -237,7 +273,7 @@ fn write_element(el: &Element, parent_ns: &str, out: &mut String) {
     out.push('>');
 }
 
-fn escape_into(text: &str, out: &mut String) {
+fn escape_into(text: &str, out: &mut impl Sink) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -336,6 +372,15 @@ mod tests {
             to_xml_string(&el),
             r#"<message from="c@d/e" id="1" to="a@b" type="chat"><body>hi &amp; &lt;bye&gt;</body><x xmlns="urn:x"><y/></x></message>"#
         );
+    }
+
+    #[test]
+    fn xml_len_measures_what_to_xml_string_writes() {
+        let el = parse_received(
+            "<message to='a@b' xml:lang='de' x='&quot;&apos;'><body>1 &lt; 2 &amp; ☃ 😀</body><y xmlns='urn:y'/></message>",
+        )
+        .expect("parses");
+        assert_eq!(xml_len(&el), to_xml_string(&el).len());
     }
 
     #[test]
