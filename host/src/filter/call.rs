@@ -123,7 +123,8 @@ impl LoadedFilter {
 
     /// Runs the `before` hook on `event` (JSON text).
     pub fn before(&self, event: &str) -> (Result<BeforeDecision, FilterError>, CallReport) {
-        self.call(|bindings, store| bindings.call_before(store, event)).map_result(|verdict| match verdict {
+        let (result, report) = self.call(|bindings, store| bindings.call_before(store, event));
+        let decision = result.and_then(|verdict| match verdict {
             BeforeVerdict::Pass => Ok(BeforeDecision::Pass),
             BeforeVerdict::Drop => Ok(BeforeDecision::Drop),
             BeforeVerdict::Answer(text) => self.parse(&text).map(BeforeDecision::Answer),
@@ -131,7 +132,8 @@ impl LoadedFilter {
                 event @ Value::Object(_) => Ok(BeforeDecision::Rewrite(event)),
                 _ => Err(FilterError::InvalidJson("a rewritten event must be a JSON object".into())),
             },
-        })
+        });
+        (decision, report)
     }
 
     /// Runs the `after` hook.
@@ -142,11 +144,13 @@ impl LoadedFilter {
         reply: Option<&str>,
     ) -> (Result<AfterDecision, FilterError>, CallReport) {
         let answer = WebhookAnswer { status, reply: reply.map(str::to_owned) };
-        self.call(|bindings, store| bindings.call_after(store, event, &answer)).map_result(|verdict| match verdict {
+        let (result, report) = self.call(|bindings, store| bindings.call_after(store, event, &answer));
+        let decision = result.and_then(|verdict| match verdict {
             AfterVerdict::Pass => Ok(AfterDecision::Pass),
             AfterVerdict::Drop => Ok(AfterDecision::Drop),
             AfterVerdict::Replace(text) => self.parse(&text).map(AfterDecision::Replace),
-        })
+        });
+        (decision, report)
     }
 
     /// What a hook returned, within the output cap and as JSON.
@@ -161,16 +165,16 @@ impl LoadedFilter {
     fn call<V>(
         &self,
         f: impl FnOnce(&super::bindings::Filter, &mut Store<CallState>) -> wasmtime::Result<Result<V, String>>,
-    ) -> Outcome<V> {
+    ) -> (Result<V, FilterError>, CallReport) {
         let mut report = CallReport::default();
         let started = Instant::now();
         let (mut store, pipes) = match self.store() {
             Ok(s) => s,
-            Err(e) => return Outcome(Err(FilterError::Instantiate(format!("{e:#}"))), report),
+            Err(e) => return (Err(FilterError::Instantiate(format!("{e:#}"))), report),
         };
         let bindings = match self.pre.instantiate(&mut store) {
             Ok(b) => b,
-            Err(e) => return Outcome(Err(self.classify(e)), report),
+            Err(e) => return (Err(self.classify(e)), report),
         };
         report.instantiate = started.elapsed();
         let call_started = Instant::now();
@@ -191,7 +195,7 @@ impl LoadedFilter {
             Ok(Err(message)) => Err(FilterError::Returned(message)),
             Err(e) => Err(self.classify(e)),
         };
-        Outcome(result, report)
+        (result, report)
     }
 
     fn store(&self) -> anyhow::Result<(Store<CallState>, Pipes)> {
@@ -234,14 +238,5 @@ impl LoadedFilter {
             return FilterError::Memory(self.settings.limits.memory_bytes);
         }
         FilterError::Trap(text)
-    }
-}
-
-/// A call's result with its report.
-struct Outcome<V>(Result<V, FilterError>, CallReport);
-
-impl<V> Outcome<V> {
-    fn map_result<W>(self, f: impl FnOnce(V) -> Result<W, FilterError>) -> (Result<W, FilterError>, CallReport) {
-        (self.0.and_then(f), self.1)
     }
 }
