@@ -32,11 +32,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// call it off the async threads.
 pub fn load_filters(settings: &[filter::FilterSettings]) -> anyhow::Result<filter::FilterChain> {
     if settings.is_empty() {
-        return Ok(filter::FilterChain::new(Vec::new()));
+        return Ok(filter::FilterChain::empty());
     }
     let engine = filter::FilterEngine::new()?;
     let loaded = settings.iter().cloned().map(|s| engine.load(s)).collect::<anyhow::Result<_>>()?;
-    Ok(filter::FilterChain::new(loaded))
+    Ok(engine.chain(loaded))
 }
 
 /// `run` with filters already loaded.

@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-use tokio::sync::Semaphore;
-
 use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
-use super::engine::max_concurrent_calls;
+use super::workers::FilterWorkers;
 use super::{Level, OnError};
+use serde_json::Value;
 
 /// The filters a stanza passed on its way in, with the event each one saw: their `after` hooks
 /// run on the way back.
@@ -52,15 +50,22 @@ pub enum AfterOutcome {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct FilterChain {
     filters: Vec<LoadedFilter>,
-    calls: Arc<Semaphore>,
+    /// The engine's threads; `None` only for the empty chain.
+    workers: Option<Arc<FilterWorkers>>,
 }
 
 impl FilterChain {
-    pub fn new(filters: Vec<LoadedFilter>) -> FilterChain {
-        FilterChain { filters, calls: Arc::new(Semaphore::new(max_concurrent_calls())) }
+    /// The filters in config order, run on `workers`.
+    pub fn new(filters: Vec<LoadedFilter>, workers: Arc<FilterWorkers>) -> FilterChain {
+        FilterChain { filters, workers: Some(workers) }
+    }
+
+    /// No filters: every event goes to the webhook as built.
+    pub fn empty() -> FilterChain {
+        FilterChain::default()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -85,22 +90,14 @@ impl FilterChain {
             .unwrap_or_else(|| AfterOutcome::Reject { filter: "chain".into() })
     }
 
-    /// Runs `work` on a blocking thread (guests are CPU work), within the stanza's span and the
-    /// bound on concurrent calls. `None` if the task itself failed, which is logged.
+    /// Runs `work` on a filter thread (guests are CPU work). `None` if it failed, which is logged.
     async fn off_thread<R: Send + 'static>(
         self: &Arc<Self>,
         work: impl FnOnce(&FilterChain) -> R + Send + 'static,
     ) -> Option<R> {
+        let workers = self.workers.as_ref()?;
         let chain = self.clone();
-        let span = tracing::Span::current();
-        let permit = self.calls.clone().acquire_owned().await;
-        let result = tokio::task::spawn_blocking(move || {
-            let _enter = span.enter();
-            let _permit = permit;
-            work(&chain)
-        })
-        .await;
-        result.map_err(|e| tracing::error!("filter chain task failed: {e}")).ok()
+        workers.run(move || work(&chain)).await
     }
 
     fn before_blocking(&self, mut event: Value) -> BeforeOutcome {

@@ -12,11 +12,13 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 use super::FilterSettings;
 use super::bindings::{Filter, FilterPre};
 use super::call::{CallState, LoadedFilter};
+use super::chain::FilterChain;
+use super::workers::FilterWorkers;
 
 /// How often the epoch advances: the granularity of the CPU limit.
 pub const EPOCH_TICK: Duration = Duration::from_millis(2);
-/// Filter calls running at once: one per core (more gains nothing; measured 2 against 16 on two
-/// cores), which also keeps the instance pool and its resident memory small.
+/// Filter calls running at once, one per filter thread: one per core (more gains nothing; measured
+/// 2 against 16 on two cores), which also keeps the instance pool and its resident memory small.
 pub fn max_concurrent_calls() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16)
 }
@@ -29,6 +31,7 @@ pub const MAX_MEMORY_BYTES: usize = 1 << 30;
 pub struct FilterEngine {
     engine: Engine,
     linker: Arc<Linker<CallState>>,
+    workers: Arc<FilterWorkers>,
 }
 
 impl std::fmt::Debug for FilterEngine {
@@ -70,7 +73,13 @@ impl FilterEngine {
         Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("cannot link the host imports")?;
-        Ok(FilterEngine { engine, linker: Arc::new(linker) })
+        let workers = FilterWorkers::start(max_concurrent_calls()).context("cannot start the filter threads")?;
+        Ok(FilterEngine { engine, linker: Arc::new(linker), workers: Arc::new(workers) })
+    }
+
+    /// A chain of filters loaded by this engine, run on its threads.
+    pub fn chain(&self, filters: Vec<LoadedFilter>) -> FilterChain {
+        FilterChain::new(filters, self.workers.clone())
     }
 
     /// Compiles the filter's file and pre-instantiates it: the expensive part, done once.

@@ -1,12 +1,14 @@
 //! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
 //! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance under
-//! limits, `chain` runs the configured filters in order and applies each one's `on_error`.
+//! limits, `chain` runs the configured filters in order and applies each one's `on_error`,
+//! `workers` are the threads the chain runs on.
 
 mod bindings;
 mod call;
 mod chain;
 mod engine;
 pub mod local;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
