@@ -97,6 +97,11 @@ impl Settings {
     }
 }
 
+// Stanzas are built on the runtime's threads and freed on the filter threads and back: glibc's
+// malloc spent a tenth of the CPU under load on that; mimalloc's thread-local heaps do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
