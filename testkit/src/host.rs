@@ -28,14 +28,21 @@ pub struct HostProcess {
 }
 
 impl HostProcess {
-    /// Starts `bin` with `args` (e.g. `["run", "--domain", …]`).
+    /// Starts `bin` with `args` (e.g. `["run", "--domain", …]`), logging at `info` unless
+    /// `STANZAHOOK_TEST_LOG` says otherwise.
     pub fn start(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
+        let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
+        HostProcess::start_logging(bin, args, &log_filter)
+    }
+
+    /// Starts `bin` with `args` and `RUST_LOG=log_filter`.
+    pub fn start_logging(bin: &Path, args: &[String], log_filter: &str) -> anyhow::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("stanzahook-host-").tempdir()?;
         let log_path = dir.path().join("stanzahook.log");
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(bin)
             .args(args)
-            .env("RUST_LOG", std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("RUST_LOG", log_filter)
             .env("NO_COLOR", "1")
             .env_remove("STANZAHOOK_SECRET")
             .stdin(Stdio::null())
@@ -73,6 +80,27 @@ impl HostProcess {
         let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
         Ok(())
+    }
+
+    /// CPU time the process has used so far (user + system, all threads), from `/proc`.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("unexpected /proc stat")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<u64> {
+            fields.get(i).context("short /proc stat")?.parse().context("unexpected /proc stat field")
+        };
+        // utime and stime (fields 14 and 15 of stat(5)), in USER_HZ = 100 ticks per second.
+        Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+    }
+
+    /// The peak resident memory of the process so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc status")?;
+        let kib: u64 = line.split_whitespace().nth(1).context("short VmHWM line")?.parse()?;
+        Ok(kib * 1024)
     }
 
     /// Waits for the process to exit.
