@@ -121,6 +121,14 @@ impl LoadedFilter {
         &self.settings.name
     }
 
+    /// Makes one instance and drops it, calling nothing: a reload swaps a filter in only once this
+    /// works (SPEC §8.1), so a component that traps at start-up or needs more memory than its
+    /// limit never replaces a working one.
+    pub fn try_instantiate(&self) -> Result<(), FilterError> {
+        let (mut store, _pipes) = self.store().map_err(|e| FilterError::Instantiate(format!("{e:#}")))?;
+        self.pre.instantiate(&mut store).map(drop).map_err(|e| self.classify(e))
+    }
+
     /// Runs the `before` hook on `event` (JSON text).
     pub fn before(&self, event: &str) -> (Result<BeforeDecision, FilterError>, CallReport) {
         let (result, report) = self.call(|bindings, store| bindings.call_before(store, event));

@@ -90,20 +90,38 @@ impl FilterEngine {
     }
 
     pub fn load_bytes(&self, settings: FilterSettings, bytes: &[u8]) -> anyhow::Result<LoadedFilter> {
-        let what = || format!("filter `{}` ({})", settings.name, settings.path.display());
-        let component = Component::new(&self.engine, bytes)
+        let component = self.compile(bytes).with_context(|| describe(&settings))?;
+        self.prepare(settings, &component)
+    }
+
+    /// Compiles a component for this engine: cranelift, seconds for a large guest in a debug
+    /// build, so never on the async threads.
+    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: not a WebAssembly component this host can compile", what()))?;
+            .context("not a WebAssembly component this host can compile")
+    }
+
+    /// Links a compiled component against the host's imports and checks it is a filter.
+    pub fn prepare(&self, settings: FilterSettings, component: &Component) -> anyhow::Result<LoadedFilter> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: imports something stanzahook does not offer", what()))?;
-        let pre = FilterPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{}: does not implement the stanzahook:filter@0.1.0 world", what()))?;
+            .with_context(|| format!("{}: imports something stanzahook does not offer", describe(&settings)))?;
+        let pre = FilterPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
+            format!("{}: does not implement the stanzahook:filter@0.1.0 world", describe(&settings))
+        })?;
         Ok(LoadedFilter::new(settings, self.engine.clone(), pre))
     }
+
+    pub(super) fn wasmtime(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn describe(settings: &FilterSettings) -> String {
+    format!("filter `{}` ({})", settings.name, settings.path.display())
 }
 
 /// Advances the engine's epoch every tick for as long as the engine lives. Without it no guest

@@ -1,12 +1,15 @@
 //! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
 //! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance under
 //! limits, `chain` runs the configured filters in order and applies each one's `on_error`,
-//! `workers` are the threads the chain runs on.
+//! `workers` are the threads the chain runs on, `loader` makes chains at start and on reload,
+//! through `cache`, the compiled filters on disk.
 
 mod bindings;
+mod cache;
 mod call;
 mod chain;
 mod engine;
+mod loader;
 pub mod local;
 mod workers;
 
@@ -14,14 +17,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use cache::{CompileCache, content_hash};
 pub use call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
 pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
 pub use engine::{FilterEngine, MAX_MEMORY_BYTES};
+pub use loader::{FilterLoader, Loaded};
 
 pub use bindings::Level;
 
 /// One configured filter, validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterSettings {
     /// Names the filter in logs; defaults to the file's stem.
     pub name: String,
