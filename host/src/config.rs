@@ -31,6 +31,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Filters, in chain order (SPEC §7).
     pub filters: Vec<FilterSettings>,
+    /// Reload filters and this file when they change on disk (SPEC §8.1).
+    pub watch: bool,
+    /// Where compiled filters are kept across restarts (SPEC §8.2); `None` when turned off.
+    pub compile_cache: Option<PathBuf>,
 }
 
 /// A stanza kind as it sorts in the config (for stable output).
@@ -39,6 +43,37 @@ pub type KindName = &'static str;
 impl Config {
     pub fn forwards(&self, kind: Kind) -> bool {
         self.stanzas.contains(kind.as_str())
+    }
+
+    /// The keys whose value differs in `new` but which only a restart can change: they belong to
+    /// the XMPP connection (or size the pipeline) made at start.
+    pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (self, new);
+        [
+            ("domain", a.domain != b.domain),
+            ("server", a.server != b.server),
+            ("secret", a.secret.expose() != b.secret.expose()),
+            ("connection.keepalive", a.connection.keepalive != b.connection.keepalive),
+            ("connection.dead_after", a.connection.dead_after != b.connection.dead_after),
+            ("connection.max_queued", a.connection.max_queued != b.connection.max_queued),
+            ("webhook.max_in_flight", a.webhook.max_in_flight != b.webhook.max_in_flight),
+        ]
+        .into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect()
+    }
+
+    /// `new`, but with this config's values for everything `restart_required` names: a reload
+    /// applies the rest and leaves those as the connection was made.
+    pub fn with_connection_of(&self, mut new: Config) -> Config {
+        new.domain.clone_from(&self.domain);
+        new.server.clone_from(&self.server);
+        new.secret = self.secret.clone();
+        new.connection.keepalive = self.connection.keepalive;
+        new.connection.dead_after = self.connection.dead_after;
+        new.connection.max_queued = self.connection.max_queued;
+        new.webhook.max_in_flight = self.webhook.max_in_flight;
+        new
     }
 
     /// One line for logs and `check`: what is served, and where it goes (no credentials).
@@ -109,6 +144,21 @@ pub struct Overrides {
     pub stanzas: Option<Vec<String>>,
     /// `--filter PATH`: filters with default settings, after those of the file.
     pub filters: Vec<PathBuf>,
+    /// `--dev` turns watching on whatever the file says.
+    pub watch: Option<bool>,
+}
+
+/// Where the configuration comes from: read again on reload, with the same overrides.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        load(self.file.as_deref(), &self.overrides)
+    }
 }
 
 /// A configuration mistake, as one line that names the file and the key.
@@ -148,6 +198,8 @@ struct RawConfig {
     #[serde(alias = "component_post_stanzas", alias = "post_stanza_types")]
     stanzas: Option<Vec<String>>,
     shutdown_grace: Option<String>,
+    watch: Option<bool>,
+    compile_cache: Option<String>,
     #[serde(default)]
     webhook: RawWebhook,
     #[serde(default)]
@@ -324,6 +376,13 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         }
     }
 
+    let compile_cache = match raw.compile_cache.as_deref().map(str::trim) {
+        None => crate::filter::CompileCache::default_dir(),
+        Some("off") => None,
+        Some("") => return Err(err("compile_cache", "must be a directory, or \"off\"")),
+        Some(dir) => Some(base.join(dir)),
+    };
+
     Ok(Config {
         domain,
         server,
@@ -335,6 +394,8 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         identity,
         shutdown_grace,
         filters,
+        watch: ov.watch.or(raw.watch).unwrap_or(false),
+        compile_cache,
     })
 }
 
@@ -454,7 +515,7 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `webhook`, `connection`, `identity`, `filter` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `filter` (line 6: bogus = 1)",
         );
         check_err(
             "stanzas = [\"mesage\"]\n",
@@ -587,5 +648,39 @@ name = \"second\"
             e.to_string().starts_with(&format!("config error in {}: `domian`: unknown field", path.display())),
             "{e}"
         );
+    }
+
+    #[test]
+    fn watch_and_compile_cache() {
+        let c = from_toml_str(BASE, &Overrides::default()).expect("valid");
+        assert!(!c.watch);
+        let dev = Overrides { watch: Some(true), ..Overrides::default() };
+        assert!(from_toml_str(&format!("{BASE}watch = false\n"), &dev).expect("valid").watch, "--dev wins");
+        let c = from_toml_str(&format!("{BASE}compile_cache = \"off\"\n"), &Overrides::default()).expect("valid");
+        assert_eq!(c.compile_cache, None);
+        let c = from_toml_str(&format!("{BASE}compile_cache = \"cache\"\n"), &Overrides::default()).expect("valid");
+        assert_eq!(c.compile_cache, Some(PathBuf::from("./cache")));
+        check_err("compile_cache = \" \"\n", "config error: `compile_cache`: must be a directory, or \"off\"");
+        check_err(
+            "watch = \"yes\"\n",
+            "config error: `watch`: invalid type: string \"yes\", expected a boolean (line 6: watch = \"yes\")",
+        );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_connection_settings_and_applies_the_rest() {
+        let old = from_toml_str(BASE, &Overrides::default()).expect("valid");
+        let text = BASE.replace("bot.example.org", "other.example.org").replace("8080", "9090")
+            + "stanzas = [\"iq\"]\n[connection]\nkeepalive = \"5s\"\n[webhook]\nmax_in_flight = 3\ntimeout = \"2s\"\n";
+        let new = from_toml_str(&text, &Overrides::default()).expect("valid");
+        assert_eq!(old.restart_required(&new), ["domain", "connection.keepalive", "webhook.max_in_flight"]);
+        let applied = old.with_connection_of(new);
+        assert_eq!(applied.domain, "bot.example.org");
+        assert_eq!(applied.connection.keepalive, Duration::from_secs(30));
+        assert_eq!(applied.webhook.max_in_flight, 256);
+        assert_eq!(applied.post_url.as_str(), "http://127.0.0.1:9090/hook");
+        assert_eq!(applied.webhook.timeout, Duration::from_secs(2));
+        assert!(applied.forwards(Kind::Iq) && !applied.forwards(Kind::Message));
+        assert!(old.restart_required(&applied).is_empty());
     }
 }

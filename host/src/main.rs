@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stanzahook::config::{self, Overrides};
+use stanzahook::config::{ConfigSource, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(name = "stanzahook", version, about = "XMPP component ↔ HTTP webhook bridge")]
@@ -81,10 +81,14 @@ struct Settings {
     /// A filter (WebAssembly component) with default settings, after those of the file; repeatable.
     #[arg(long = "filter", value_name = "PATH")]
     filters: Vec<PathBuf>,
+    /// For filter authors: reload filters and the config file as soon as they change, and log
+    /// what each stanza does.
+    #[arg(long)]
+    dev: bool,
 }
 
 impl Settings {
-    fn load(&self) -> Result<stanzahook::Config, config::ConfigError> {
+    fn source(&self) -> ConfigSource {
         let overrides = Overrides {
             domain: self.domain.clone(),
             server: self.server.clone(),
@@ -92,8 +96,9 @@ impl Settings {
             post_url: self.post_url.clone(),
             stanzas: self.stanzas.clone(),
             filters: self.filters.clone(),
+            watch: self.dev.then_some(true),
         };
-        config::load(self.config.as_deref(), &overrides)
+        ConfigSource { file: self.config.clone(), overrides }
     }
 }
 
@@ -104,30 +109,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let dev = matches!(&cli.command, Command::Run(s) if s.dev);
+    init_logging(cli.log_format, if dev { "info,stanzahook=debug" } else { "info" });
     let (settings, check_only) = match &cli.command {
         Command::Run(s) => (s, false),
         Command::Check(s) => (s, true),
         Command::Filter(FilterCommand::Run(args)) => return filter_run(args),
     };
-    let config = match settings.load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("stanzahook: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let filters = match stanzahook::load_filters(&config.filters) {
-        Ok(chain) => chain,
+    let reloader = match stanzahook::reload::Reloader::start(settings.source()) {
+        Ok(reloader) => reloader,
         Err(e) => {
             eprintln!("stanzahook: {e:#}");
             return ExitCode::from(2);
         }
     };
     if check_only {
-        println!("config ok: {}", config.summary());
-        if !filters.is_empty() {
-            println!("filters compiled: {}", filters.names().join(", "));
+        let live = reloader.live().load_full();
+        println!("config ok: {}", live.config.summary());
+        if !live.filters.is_empty() {
+            println!("filters compiled: {}", live.filters.names().join(", "));
         }
         return ExitCode::SUCCESS;
     }
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let shutdown = stanzahook::shutdown::on_signals();
-        stanzahook::run_with(config, filters, shutdown).await
+        stanzahook::serve(reloader, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,11 +179,11 @@ fn filter_run(args: &FilterRunArgs) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     // tokio-xmpp logs through `log`, which is quiet unless a bridge is installed; its errors reach
-    // us as values. Our own default is info.
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // us as values. Our own default is info (debug for stanzahook itself with --dev).
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -11,20 +11,18 @@ use tokio_xmpp::minidom::Element;
 use tracing::Instrument;
 
 use crate::builtin;
-use crate::config::Config;
-use crate::filter::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
+use crate::filter::{AfterOutcome, BeforeOutcome, Trail};
 use crate::lanes::Lanes;
+use crate::live::{Live, LiveCell};
 use crate::payload;
 use crate::stanza::{self, ErrorType, Kind, StanzaError};
-use crate::webhook::{Outcome, Webhook};
+use crate::webhook::Outcome;
 use crate::xmpp::Outbox;
 
 /// Everything a stanza's task needs; shared by all tasks.
 #[derive(Debug)]
 struct Shared {
-    config: Arc<Config>,
-    webhook: Webhook,
-    filters: Arc<FilterChain>,
+    live: LiveCell,
     outbox: Outbox,
 }
 
@@ -39,10 +37,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(config: Arc<Config>, webhook: Webhook, filters: Arc<FilterChain>, outbox: Outbox) -> Pipeline {
-        let in_flight = Arc::new(Semaphore::new(config.webhook.max_in_flight));
+    /// `max_in_flight` is read once: a reload cannot resize it (it reports a restart is needed).
+    pub fn new(live: LiveCell, outbox: Outbox) -> Pipeline {
+        let in_flight = Arc::new(Semaphore::new(live.load().config.webhook.max_in_flight));
         Pipeline {
-            shared: Arc::new(Shared { config, webhook, filters, outbox }),
+            shared: Arc::new(Shared { live, outbox }),
             in_flight,
             lanes: Arc::default(),
             tasks: TaskTracker::new(),
@@ -69,7 +68,7 @@ impl Pipeline {
             self.dispatch(el).await;
         }
         self.tasks.close();
-        let grace = self.shared.config.shutdown_grace;
+        let grace = self.shared.live.load().config.shutdown_grace;
         if !self.tasks.is_empty() {
             tracing::info!("waiting up to {} s for the stanzas of {} senders", grace.as_secs(), self.tasks.len());
         }
@@ -124,13 +123,28 @@ fn stanza_span(el: &Element) -> tracing::Span {
 }
 
 impl Shared {
+    /// Answers one stanza with the snapshot current when its handling starts.
+    async fn handle(&self, el: &Element, abandon: &CancellationToken) {
+        let live = self.live.load_full();
+        Handling { live: &live, outbox: &self.outbox }.handle(el, abandon).await;
+    }
+}
+
+/// One stanza's handling: everything it uses comes from one snapshot, so a reload in the middle
+/// (SPEC §8.1) cannot give its `after` hooks another chain than its `before` hooks.
+struct Handling<'a> {
+    live: &'a Live,
+    outbox: &'a Outbox,
+}
+
+impl Handling<'_> {
     /// Answers one stanza: built-in for kinds not forwarded, through the webhook otherwise.
     async fn handle(&self, el: &Element, abandon: &CancellationToken) {
         let Some(kind) = Kind::of(el) else { return };
-        if !self.config.forwards(kind) {
+        if !self.live.config.forwards(kind) {
             let replies = match kind {
                 Kind::Presence => builtin::presence(el),
-                Kind::Iq => builtin::iq(el, &self.config.identity),
+                Kind::Iq => builtin::iq(el, &self.live.config.identity),
                 Kind::Message => Vec::new(),
             };
             self.send_replies(el, replies);
@@ -147,14 +161,14 @@ impl Shared {
     /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
     async fn forward(&self, el: &Element) {
         let event = payload::event(el);
-        let (outcome, status, trail) = if self.filters.is_empty() {
-            let outcome = self.webhook.post(&event).await;
+        let (outcome, status, trail) = if self.live.filters.is_empty() {
+            let outcome = self.live.webhook.post(&event).await;
             let status = outcome.status();
             (outcome, status, Trail::default())
         } else {
-            match self.filters.before(event).await {
+            match self.live.filters.before(event).await {
                 BeforeOutcome::Post { event, trail } => {
-                    let outcome = self.webhook.post(&event).await;
+                    let outcome = self.live.webhook.post(&event).await;
                     let status = outcome.status();
                     (outcome, status, trail)
                 }
@@ -171,7 +185,7 @@ impl Shared {
                 Outcome::Answer(reply) => Some(reply.clone()),
                 _ => None,
             };
-            match self.filters.after(trail, status, reply).await {
+            match self.live.filters.after(trail, status, reply).await {
                 AfterOutcome::Keep => outcome,
                 AfterOutcome::Replace(reply) => Outcome::Answer(reply),
                 AfterOutcome::Drop { filter } => return self.dropped(el, &filter),
@@ -184,7 +198,7 @@ impl Shared {
 
     fn replies_for(&self, el: &Element, outcome: Outcome) -> Vec<Element> {
         match outcome {
-            Outcome::Answer(answer) => match payload::replies(&answer, el, &self.config.domain) {
+            Outcome::Answer(answer) => match payload::replies(&answer, el, &self.live.config.domain) {
                 Ok(replies) => replies,
                 Err(e) => {
                     tracing::warn!("answer refused: {e}");
@@ -227,7 +241,7 @@ impl Shared {
             }
             return;
         }
-        let max = self.config.connection.max_stanza_bytes;
+        let max = self.live.config.connection.max_stanza_bytes;
         for reply in replies {
             let size = stanza::xml_len(&reply);
             if size > max {

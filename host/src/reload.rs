@@ -1,0 +1,141 @@
+//! Reloading (SPEC §8): reads the config file and the filter files again, and when something
+//! changed, builds a new `Live` snapshot and swaps it in whole. What cannot be applied is
+//! reported and leaves the current snapshot serving: a config file with a mistake, a filter that
+//! no longer compiles, settings that need a new XMPP connection.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{Config, ConfigSource};
+use crate::filter::{FilterLoader, content_hash};
+use crate::live::{Live, LiveCell};
+
+#[derive(Debug)]
+pub struct Reloader {
+    source: ConfigSource,
+    loader: FilterLoader,
+    live: LiveCell,
+    /// The config file's content hash as last read, so a reload looks at a changed file once.
+    config_hash: Option<String>,
+}
+
+/// What a reload did, for the caller's log line and for tests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// Nothing changed on disk.
+    Unchanged,
+    /// A new snapshot serves.
+    Swapped,
+    /// Something was wrong; the current snapshot keeps serving (logged).
+    Kept,
+}
+
+impl Reloader {
+    /// Loads the config and compiles its filters: the start-up path, so any failure is the
+    /// caller's to report (and exit on). Blocking: compiling takes a while.
+    pub fn start(source: ConfigSource) -> anyhow::Result<Reloader> {
+        let config = source.load()?;
+        let config_hash = source.file.as_deref().and_then(|f| std::fs::read(f).ok()).map(|b| content_hash(&b));
+        let mut loader = FilterLoader::new(config.compile_cache.clone());
+        let loaded = loader.load(&config.filters)?;
+        for change in &loaded.changes {
+            tracing::info!("{change}");
+        }
+        let live = Live::new(config, loaded.chain).context("cannot set up the HTTP client")?;
+        Ok(Reloader { source, loader, live: live.into_cell(), config_hash })
+    }
+
+    pub fn live(&self) -> LiveCell {
+        self.live.clone()
+    }
+
+    /// The files whose change should trigger a reload: the config file and every filter's.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.loader.files().map(PathBuf::from).collect();
+        files.extend(self.source.file.clone());
+        files
+    }
+
+    /// Looks at the config file and the filter files again, and swaps in a new snapshot if any
+    /// changed and all of it loads. Blocking.
+    pub fn reload(&mut self) -> Reloaded {
+        let started = Instant::now();
+        let current = self.live.load_full();
+        let (config, config_changed) = match self.reread_config(&current.config) {
+            Some(config) => (config, true),
+            None => ((*current.config).clone(), false),
+        };
+        self.loader.set_cache_dir(config.compile_cache.clone());
+        let loaded = match self.loader.load(&config.filters) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!("reload not applied: {e:#}; the current filters keep serving");
+                return Reloaded::Kept;
+            }
+        };
+        if !config_changed && loaded.changes.is_empty() {
+            return if loaded.kept > 0 { Reloaded::Kept } else { Reloaded::Unchanged };
+        }
+        let webhook = if config_changed {
+            match crate::webhook::Webhook::new(config.post_url.clone(), &config.webhook) {
+                Ok(webhook) => webhook,
+                Err(e) => {
+                    tracing::warn!("reload not applied: cannot set up the HTTP client: {e:#}");
+                    return Reloaded::Kept;
+                }
+            }
+        } else {
+            current.webhook.clone()
+        };
+        let names = loaded.chain.names().join(" → ");
+        self.live.store(Arc::new(Live { config: Arc::new(config), webhook, filters: Arc::new(loaded.chain) }));
+        let mut what = loaded.changes;
+        if config_changed {
+            what.insert(0, "config".into());
+        }
+        tracing::info!(
+            "reloaded in {} ms: {}; filters: {}",
+            started.elapsed().as_millis(),
+            what.join("; "),
+            if names.is_empty() { "none" } else { &names }
+        );
+        Reloaded::Swapped
+    }
+
+    /// The config file again if its content changed and can be used. A file with a mistake is
+    /// logged once: the same content is not looked at again.
+    fn reread_config(&mut self, current: &Config) -> Option<Config> {
+        let file = self.source.file.as_ref()?;
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Mid-rename by an editor, most likely: the next event brings it back.
+                tracing::debug!("cannot read {}: {e}", file.display());
+                return None;
+            }
+        };
+        let hash = content_hash(&bytes);
+        if self.config_hash.as_deref() == Some(hash.as_str()) {
+            return None;
+        }
+        self.config_hash = Some(hash);
+        let config = match self.source.load() {
+            Ok(config) => config,
+            Err(e) => {
+                tracing::warn!("{e}; the current settings keep serving");
+                return None;
+            }
+        };
+        let frozen = current.restart_required(&config);
+        if !frozen.is_empty() {
+            tracing::warn!(
+                "config change to {} needs a restart; until then they keep their current values",
+                frozen.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        Some(current.with_connection_of(config))
+    }
+}

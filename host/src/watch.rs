@@ -1,0 +1,157 @@
+//! What starts a reload: SIGHUP, always; and with `watch` on, a change to the config file or a
+//! filter file (SPEC §8.1). File events are not trusted one by one: a `cargo build` or an editor
+//! writes, renames and writes again, so events are gathered until the files have been quiet for
+//! a moment, and the reload itself compares contents, not events.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::reload::Reloader;
+
+/// Files quiet this long after an event are taken as written.
+pub const QUIET: Duration = Duration::from_millis(40);
+/// A file that keeps changing is looked at after this long anyway.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs reloads until `shutdown`.
+pub fn spawn(reloader: Reloader, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(run(reloader, shutdown))
+}
+
+async fn run(mut reloader: Reloader, shutdown: CancellationToken) {
+    let (events, mut incoming) = mpsc::unbounded_channel();
+    let mut watch = Watch { watcher: None, dirs: BTreeSet::new(), files: BTreeSet::new(), events };
+    watch.update(&reloader);
+    let mut hangups = hangups();
+    loop {
+        let cause = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            Some(()) = next_hangup(&mut hangups) => "SIGHUP",
+            Some(event) = incoming.recv() => {
+                if !watch.concerns(&event) {
+                    continue;
+                }
+                settle(&mut incoming).await;
+                "a file changed"
+            }
+        };
+        tracing::debug!("reloading: {cause}");
+        reloader = match tokio::task::spawn_blocking(move || {
+            reloader.reload();
+            reloader
+        })
+        .await
+        {
+            Ok(reloader) => reloader,
+            Err(e) => {
+                tracing::error!("the reload task failed ({e}); reloading is off until a restart");
+                return;
+            }
+        };
+        watch.update(&reloader);
+    }
+}
+
+/// Waits until no event has come for `QUIET` (at most `MAX_WAIT`).
+async fn settle(incoming: &mut mpsc::UnboundedReceiver<notify::Event>) {
+    let deadline = tokio::time::Instant::now() + MAX_WAIT;
+    while let Ok(Some(_)) =
+        tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + QUIET), incoming.recv()).await
+    {}
+}
+
+struct Watch {
+    watcher: Option<notify::RecommendedWatcher>,
+    dirs: BTreeSet<PathBuf>,
+    files: BTreeSet<PathBuf>,
+    events: mpsc::UnboundedSender<notify::Event>,
+}
+
+impl Watch {
+    /// Watches the directories of the files the reloader reads (watching a directory, not a file,
+    /// sees an editor's or `cargo`'s rename over the file), or nothing when `watch` is off.
+    fn update(&mut self, reloader: &Reloader) {
+        if !reloader.live().load().config.watch {
+            if self.watcher.take().is_some() {
+                tracing::info!("watching off");
+            }
+            self.dirs.clear();
+            return;
+        }
+        self.files = reloader.watched_files().iter().filter_map(|f| std::path::absolute(f).ok()).collect();
+        let dirs: BTreeSet<PathBuf> = self.files.iter().filter_map(|f| f.parent().map(Path::to_owned)).collect();
+        if self.watcher.is_none() {
+            let events = self.events.clone();
+            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) => {
+                    let _ = events.send(event);
+                }
+                Err(e) => tracing::warn!("file watcher: {e}"),
+            });
+            match watcher {
+                Ok(watcher) => self.watcher = Some(watcher),
+                Err(e) => {
+                    tracing::warn!("cannot watch files ({e}); reload with SIGHUP");
+                    return;
+                }
+            }
+            self.dirs.clear();
+        }
+        let Some(watcher) = self.watcher.as_mut() else { return };
+        for gone in self.dirs.difference(&dirs) {
+            let _ = watcher.unwatch(gone);
+        }
+        for new in dirs.difference(&self.dirs) {
+            if let Err(e) = watcher.watch(new, RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {}: {e}", new.display());
+            }
+        }
+        if dirs != self.dirs {
+            let shown: Vec<String> = self.files.iter().map(|f| f.display().to_string()).collect();
+            tracing::info!("watching {}", shown.join(", "));
+        }
+        self.dirs = dirs;
+    }
+
+    /// Whether the event may have changed a watched file. Reads are not changes (the reload
+    /// reads the files itself).
+    fn concerns(&self, event: &notify::Event) -> bool {
+        let read_only = matches!(
+            event.kind,
+            EventKind::Access(AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read))
+        );
+        !read_only && event.paths.iter().any(|p| self.files.contains(p))
+    }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+/// SIGHUP's default action ends the process: listening for it at start keeps an operator's
+/// `systemctl reload` from killing stanzahook.
+fn hangups() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::hangup()).map_err(|e| tracing::warn!("cannot listen for SIGHUP: {e}")).ok()
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn next_hangup(hangups: &mut Hangups) -> Option<()> {
+    match hangups {
+        #[cfg(unix)]
+        Some(signal) => signal.recv().await,
+        _ => std::future::pending().await,
+    }
+}
