@@ -44,6 +44,10 @@ impl HostProcess {
             .args(args)
             .env("RUST_LOG", log_filter)
             .env("NO_COLOR", "1")
+            // Compiled filters are cached under target/, not in the user's home; tests that look
+            // at the cache itself name their own directory in the config.
+            .env("XDG_CACHE_HOME", crate::guests::repo_root().join("target/test-cache"))
+            .env_remove("CACHE_DIRECTORY")
             .env_remove("STANZAHOOK_SECRET")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -60,16 +64,25 @@ impl HostProcess {
 
     /// Waits until the log contains `needle`.
     pub async fn wait_for_log(&mut self, needle: &str, within: Duration) -> anyhow::Result<()> {
+        self.wait_for_log_count(needle, 1, within).await
+    }
+
+    /// Waits until the log contains `needle` at least `n` times.
+    pub async fn wait_for_log_count(&mut self, needle: &str, n: usize, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            if self.log().contains(needle) {
+            if self.log().matches(needle).count() >= n {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("stanzahook exited ({status}) before logging {needle:?}; its log:\n{}", self.log());
+                bail!("stanzahook exited ({status}) before logging {needle:?} {n} times; its log:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                bail!("stanzahook did not log {needle:?} within {} ms; its log:\n{}", within.as_millis(), self.log());
+                bail!(
+                    "stanzahook did not log {needle:?} {n} times within {} ms; its log:\n{}",
+                    within.as_millis(),
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -77,8 +90,17 @@ impl HostProcess {
 
     /// Sends SIGTERM, as systemd does on stop.
     pub fn terminate(&self) -> anyhow::Result<()> {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
+        self.signal("TERM")
+    }
+
+    /// Sends SIGHUP, as `systemctl reload` does.
+    pub fn hangup(&self) -> anyhow::Result<()> {
+        self.signal("HUP")
+    }
+
+    fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
         Ok(())
     }
 

@@ -25,6 +25,8 @@ pub struct Bridge {
     pub webhook: TestWebhook,
     pub host: HostProcess,
     pub alice: XmppClient,
+    /// The config file stanzahook was started with; tests may edit it.
+    pub config: std::path::PathBuf,
     _config_dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,9 @@ pub struct Options<'a> {
     pub toml: &'a str,
     /// A webhook URL other than the test webhook's.
     pub post_url: Option<String>,
+    /// Write the webhook URL into the config file instead of passing `--post-url` (which would
+    /// override the file, also on reload).
+    pub url_in_file: bool,
 }
 
 impl Bridge {
@@ -49,9 +54,15 @@ impl Bridge {
         let webhook = TestWebhook::start().await.expect("webhook starts");
         let config_dir = tempfile::tempdir().expect("tempdir");
         let config = config_dir.path().join("stanzahook.toml");
-        std::fs::write(&config, options.toml).expect("write config");
         let post_url = options.post_url.as_deref().unwrap_or(&webhook.url);
         let mut args = testkit::host::run_args(DOMAIN, &prosody.component_addr(), SECRET, post_url, Some(&config));
+        if options.url_in_file {
+            std::fs::write(&config, format!("post_url = {post_url:?}\n{}", options.toml)).expect("write config");
+            let flag = args.iter().position(|a| a == "--post-url").expect("run_args passes --post-url");
+            args.drain(flag..flag + 2);
+        } else {
+            std::fs::write(&config, options.toml).expect("write config");
+        }
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
         }
@@ -61,7 +72,7 @@ impl Bridge {
             Ok(client) => client,
             Err(e) => panic!("alice cannot log in: {e:#}\nprosody log:\n{}", prosody.log()),
         };
-        Some(Bridge { prosody, webhook, host, alice, _config_dir: config_dir })
+        Some(Bridge { prosody, webhook, host, alice, config, _config_dir: config_dir })
     }
 
     /// Waits until the webhook has seen `n` requests, and asserts it saw no more.

@@ -12,3 +12,4 @@ mod harness;
 mod ordering;
 mod outcomes;
 mod quickstart;
+mod reload;
