@@ -9,11 +9,17 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+/// An entry not loaded for this long is removed when a cache is opened.
+const UNUSED_FOR: Duration = Duration::from_secs(30 * 86_400);
+/// A `.partial` file this old was left by a writer that did not finish.
+const PARTIAL_FOR: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct CompileCache {
@@ -39,7 +45,30 @@ impl CompileCache {
         let mut hasher = Sha256Hasher::default();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
-        Ok(CompileCache { dir: dir.to_owned(), engine_key: hex(&hasher.0.finalize()[..8]) })
+        let cache = CompileCache { dir: dir.to_owned(), engine_key: hex(&hasher.0.finalize()[..8]) };
+        cache.prune();
+        Ok(cache)
+    }
+
+    /// Every rebuild of a filter adds an entry: entries unused for `UNUSED_FOR` go (a hit
+    /// refreshes an entry's time), and so do files a crashed writer left half-written.
+    fn prune(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let limit = if name.ends_with(".cwasm") {
+                UNUSED_FOR
+            } else if name.ends_with(".partial") {
+                PARTIAL_FOR
+            } else {
+                continue;
+            };
+            let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+            if age.is_some_and(|age| age > limit) && fs::remove_file(entry.path()).is_ok() {
+                tracing::debug!("compile cache: removed {name}, unused for {} days", limit.as_secs() / 86_400);
+            }
+        }
     }
 
     /// Where the cache lives unless the config says otherwise: systemd's `CacheDirectory=`, then
@@ -73,7 +102,11 @@ impl CompileCache {
             return None;
         }
         match load(engine, &path) {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                // Marks the entry used, for `prune`.
+                let _ = fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(SystemTime::now()));
+                Some(component)
+            }
             Err(e) => {
                 // Written by another build of the same version, or damaged: compile anew and
                 // overwrite it.
@@ -172,6 +205,23 @@ mod tests {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).expect("chmod");
         fs::write(&file, b"garbage").expect("overwrite");
         assert!(cache.get(&engine, &hash).is_none(), "a damaged file is compiled anew");
+    }
+
+    #[test]
+    fn entries_unused_for_a_month_are_removed_on_open() {
+        let engine = engine();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = CompileCache::open(dir.path(), &engine).expect("opens");
+        let component = Component::new(&engine, EMPTY_COMPONENT).expect("compiles");
+        for hash in ["old", "recent"] {
+            cache.put(hash, &component).expect("stores");
+        }
+        let month_ago = SystemTime::now() - UNUSED_FOR - Duration::from_secs(60);
+        let old = fs::File::options().write(true).open(cache.path_for("old")).expect("open");
+        old.set_modified(month_ago).expect("age the entry");
+        CompileCache::open(dir.path(), &engine).expect("opens again");
+        assert!(!cache.path_for("old").exists(), "an entry unused for a month is removed");
+        assert!(cache.get(&engine, "recent").is_some(), "a recent entry stays");
     }
 
     #[test]
