@@ -157,8 +157,11 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
     let mut latencies = Vec::new();
     for swap in 0..SWAPS {
         tokio::time::sleep(SWAP_EVERY).await;
-        let (bytes, version) =
-            if swap % 2 == 0 { (variant(commands, swap), Version::Commands) } else { (variant(tag, swap), Version::Tag) };
+        let (bytes, version) = if swap % 2 == 0 {
+            (variant(commands, swap), Version::Commands)
+        } else {
+            (variant(tag, swap), Version::Tag)
+        };
         if swap % 2 == 0 {
             std::fs::write(&live, &bytes)?;
         } else {
