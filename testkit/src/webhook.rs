@@ -12,7 +12,9 @@
 //! | `slow` | sleeps 3 s, then echoes |
 //! | `jitter` | echoes after 0–40 ms, a different delay for each numbered body |
 //! | `redirect` | 302 to `/` |
-//! | `huge` | 200 JSON of 2 MiB |
+//! | `huge` | 200 JSON of 2 MiB, with its `Content-Length` |
+//! | `tenmeg` | 200 JSON of 10 MB in chunks, without a `Content-Length` |
+//! | `garbage` | 200 `application/json` of 64 KiB of binary junk |
 //! | `bigreply` | 200 JSON whose reply stanza would be 300 KiB |
 //! | `slack` | a chat webhook of another shape: `{"text": "you said " + <the event's text>}` |
 //! | `iq` | `{"kind": "iq", "stanza": ...}` style answers: `{"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}` |
@@ -47,6 +49,7 @@ pub struct TestWebhook {
     pub url: String,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl TestWebhook {
@@ -56,10 +59,19 @@ impl TestWebhook {
         let addr: SocketAddr = listener.local_addr()?;
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(hook).with_state(shared.clone());
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
         let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).await;
         });
-        Ok(TestWebhook { url: format!("http://{addr}/"), shared, server })
+        Ok(TestWebhook { url: format!("http://{addr}/"), shared, server, stop })
+    }
+
+    /// Goes down as a crashed bot would look: requests under way are answered, then every
+    /// connection, idle keep-alive ones included, is closed and new ones are refused.
+    pub async fn stop(&mut self) {
+        self.stop.notify_one();
+        let _ = (&mut self.server).await;
     }
 
     /// All requests so far.
@@ -112,6 +124,12 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             "application/json",
             json!({"text": format!("you said {}", event["text"].as_str().unwrap_or(""))}).to_string(),
         ),
+        "tenmeg" => ten_megabytes(),
+        "garbage" => {
+            let junk: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], junk)
+                .into_response()
+        }
         "bigreply" => json_text("application/json", json!({"body": "y".repeat(300 * 1024)}).to_string()),
         "iq" => json_text(
             "application/json",
@@ -134,6 +152,17 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         }
         _ => echo(&body),
     }
+}
+
+/// A 10 MB JSON answer, sent in chunks without a `Content-Length`, so the host can only stop it by
+/// counting what it reads.
+fn ten_megabytes() -> Response {
+    let start = std::iter::once(Bytes::from_static(b"{\"body\": \""));
+    let middle = std::iter::repeat_n(Bytes::from(vec![b'x'; 64 * 1024]), 160);
+    let end = std::iter::once(Bytes::from_static(b"\"}"));
+    let chunks = futures::stream::iter(start.chain(middle).chain(end).map(Ok::<_, std::convert::Infallible>));
+    let body = axum::body::Body::from_stream(chunks);
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 fn echo(body: &str) -> Response {

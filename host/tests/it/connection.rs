@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use testkit::{HostProcess, Prosody, ProsodySetup};
 
-use crate::harness::{DOMAIN, SECRET, WAIT, stanzahook_bin};
+use crate::harness::{DOMAIN, FakeBridge, SECRET, WAIT, stanzahook_bin};
 
 fn run_args(prosody: &Prosody, domain: &str, secret: &str) -> Vec<String> {
     testkit::host::run_args(domain, &prosody.component_addr(), secret, "http://127.0.0.1:9/", None)
@@ -86,40 +86,6 @@ async fn deeply_nested_stanza_from_the_server_cannot_crash_the_host() {
     assert!(reply.contains("<body>normal</body>"), "{reply}");
     assert_eq!(b.webhook.requests().len(), 1, "only the normal stanza reached the webhook");
     assert!(!b.host.log().contains("panicked"), "{}", b.host.log());
-}
-
-/// stanzahook between the fake XEP-0114 server (played by the test) and the test webhook.
-struct FakeBridge {
-    server: testkit::FakeComponentServer,
-    webhook: testkit::TestWebhook,
-    host: HostProcess,
-    _config_dir: tempfile::TempDir,
-}
-
-impl FakeBridge {
-    /// Starts stanzahook with extra TOML config; the test then accepts its connection.
-    async fn start(toml: &str) -> FakeBridge {
-        let server = testkit::FakeComponentServer::bind().await.expect("bind");
-        let webhook = testkit::TestWebhook::start().await.expect("webhook");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("stanzahook.toml");
-        std::fs::write(&config, toml).expect("write config");
-        let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
-        let host = HostProcess::start(stanzahook_bin(), &args).expect("start");
-        FakeBridge { server, webhook, host, _config_dir: dir }
-    }
-
-    /// Sends alice's `text` to the webhook's 3-second `slow` node and waits until the call is
-    /// under way.
-    async fn slow_call_under_way(&self, session: &mut testkit::fake_server::FakeSession, text: &str) {
-        session
-            .send(&format!(
-                "<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>{text}</body></message>"
-            ))
-            .await
-            .expect("send");
-        self.webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
-    }
 }
 
 #[tokio::test]

@@ -107,6 +107,40 @@ impl Bridge {
     }
 }
 
+/// stanzahook between the fake XEP-0114 server (played by the test) and the test webhook.
+pub struct FakeBridge {
+    pub server: testkit::FakeComponentServer,
+    pub webhook: testkit::TestWebhook,
+    pub host: HostProcess,
+    _config_dir: tempfile::TempDir,
+}
+
+impl FakeBridge {
+    /// Starts stanzahook with extra TOML config; the test then accepts its connection.
+    pub async fn start(toml: &str) -> FakeBridge {
+        let server = testkit::FakeComponentServer::bind().await.expect("bind");
+        let webhook = testkit::TestWebhook::start().await.expect("webhook");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("stanzahook.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
+        let host = HostProcess::start(stanzahook_bin(), &args).expect("start");
+        FakeBridge { server, webhook, host, _config_dir: dir }
+    }
+
+    /// Sends alice's `text` to the webhook's 3-second `slow` node and waits until the call is
+    /// under way.
+    pub async fn slow_call_under_way(&self, session: &mut testkit::fake_server::FakeSession, text: &str) {
+        session
+            .send(&format!(
+                "<message from='alice@localhost/r' to='slow@{DOMAIN}' type='chat'><body>{text}</body></message>"
+            ))
+            .await
+            .expect("send");
+        self.webhook.wait_for(1, WAIT).await.expect("the webhook is working on it");
+    }
+}
+
 /// The message alice sends to `to` with `body`, written as XML.
 pub fn message(to: &str, body: &str) -> String {
     let mut escaped = String::new();

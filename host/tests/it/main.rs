@@ -6,6 +6,7 @@ mod builtin;
 mod cli;
 mod connection;
 mod examples;
+mod faults;
 mod filters;
 mod golden;
 mod harness;

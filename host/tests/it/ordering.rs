@@ -9,19 +9,25 @@ use testkit::client::body;
 use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
 
 #[tokio::test]
-async fn one_senders_replies_keep_its_order() {
+async fn each_senders_replies_keep_its_order_under_random_delays() {
     let Some(mut b) = Bridge::start(Options::default()).await else { return };
-    let count = 30;
+    let mut bob = XmppClient::login(b.prosody.c2s_port, "bob", "bobpw").await.expect("bob logs in");
+    // The webhook answers each numbered body after its own delay of 0–40 ms; alice's and bob's
+    // stanzas interleave.
+    let count = 100;
     for n in 0..count {
         b.alice.send(&message(&format!("jitter@{DOMAIN}"), &n.to_string())).await.expect("send");
+        bob.send(&message(&format!("jitter@{DOMAIN}"), &(1000 + n).to_string())).await.expect("send");
     }
-    let mut got = Vec::new();
-    while got.len() < count {
-        let (reply, _) = b.alice.expect(WAIT, "echo", |el| el.name() == "message").await.expect("reply");
-        got.push(body(&reply).unwrap_or_default());
+    for (who, client, first) in [("alice", &mut b.alice, 0), ("bob", &mut bob, 1000)] {
+        let mut got = Vec::new();
+        while got.len() < count {
+            let (reply, _) = client.expect(WAIT, "echo", |el| el.name() == "message").await.expect("reply");
+            got.push(body(&reply).unwrap_or_default());
+        }
+        let expected: Vec<String> = (first..first + count).map(|n| n.to_string()).collect();
+        assert_eq!(got, expected, "{who}'s replies out of order");
     }
-    let expected: Vec<String> = (0..count).map(|n| n.to_string()).collect();
-    assert_eq!(got, expected, "replies out of order");
 }
 
 #[tokio::test]
