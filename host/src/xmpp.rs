@@ -93,15 +93,24 @@ async fn run(
     incoming: mpsc::Sender<Element>,
 ) {
     let mut failures: u32 = 0;
+    // The last failure logged in full: a server that keeps refusing gets one explanation, then
+    // one short line per attempt, not the same paragraph every time.
+    let mut explained: Option<String> = None;
     let mut unsent: Option<Element> = None;
     loop {
         if stop_reading.is_cancelled() && outgoing.is_closed() && outgoing.is_empty() && unsent.is_none() {
             return;
         }
-        tracing::info!(server = %settings.server, domain = %settings.domain, "connecting");
+        if failures == 0 {
+            tracing::info!(server = %settings.server, domain = %settings.domain, "connecting");
+        }
         match connect(&settings).await {
             Ok(stream) => {
+                if failures > 0 {
+                    tracing::info!("connected after {} attempts", failures + 1);
+                }
                 failures = 0;
+                explained = None;
                 tracing::info!(server = %settings.server, domain = %settings.domain, "connected, serving {}", settings.domain);
                 let end = serve(stream, &settings, &stop_reading, &mut outgoing, &incoming, &mut unsent).await;
                 match end {
@@ -109,17 +118,26 @@ async fn run(
                         tracing::info!("stream closed");
                         return;
                     }
-                    SessionEnd::Lost(why) => tracing::warn!("connection lost: {why}"),
+                    SessionEnd::Lost(why) => {
+                        let delay = backoff(0);
+                        tracing::warn!("connection lost: {why}; reconnecting in {} ms", delay.as_millis());
+                        tokio::time::sleep(delay).await;
+                    }
                 }
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
-                tracing::error!("{e}");
+                let delay = backoff(failures);
+                let why = e.to_string();
+                if explained.as_deref() == Some(why.as_str()) {
+                    tracing::warn!("attempt {failures} failed the same way; next attempt in {} ms", delay.as_millis());
+                } else {
+                    tracing::error!("{why}; next attempt in {} ms", delay.as_millis());
+                    explained = Some(why);
+                }
+                tokio::time::sleep(delay).await;
             }
         }
-        let delay = backoff(failures);
-        tracing::info!("reconnecting in {} ms (attempt {})", delay.as_millis(), failures + 1);
-        tokio::time::sleep(delay).await;
     }
 }
 

@@ -23,6 +23,10 @@ async fn wrong_secret_is_one_clear_line() {
     assert!(line.contains("not-authorized"), "names the server's condition: {line}");
     assert!(line.contains("check that the secret matches"), "says what to check: {line}");
     assert!(!log.contains("wrong"), "the secret must never be logged:\n{log}");
+    // It keeps trying, with one short line per attempt instead of the explanation again.
+    host.wait_for_log_count("failed the same way", 2, WAIT).await.expect("later attempts");
+    let log = host.log();
+    assert_eq!(log.matches("handshake refused").count(), 1, "explained once:\n{log}");
 }
 
 #[tokio::test]
