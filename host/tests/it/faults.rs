@@ -126,3 +126,31 @@ async fn webhook_faults_get_their_errors_and_memory_stays_bounded() {
     assert!(peak - at_rest < PEAK_GROWTH_LIMIT, "peak RSS grew from {} to {} MiB", at_rest >> 20, peak >> 20);
     assert!(b.host.is_running(), "stanzahook stays up; log:\n{}", b.host.log());
 }
+
+#[tokio::test]
+async fn beyond_max_in_flight_stanzas_wait_and_none_is_lost() {
+    let mut b = FakeBridge::start("[webhook]\nmax_in_flight = 4\n").await;
+    let mut session = b.server.accept(WAIT).await.expect("connects");
+    // Ten senders at once, each to the 3-second webhook: only four calls may run.
+    for i in 0..10 {
+        session
+            .send(&format!(
+                "<message from='user{i}@localhost/r' to='slow@{DOMAIN}' type='chat' id='w{i}'><body>{i}</body></message>"
+            ))
+            .await
+            .expect("send");
+    }
+    b.webhook.wait_for(4, WAIT).await.expect("four calls start");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(b.webhook.requests().len(), 4, "no more than max_in_flight calls at once");
+    let mut answered = Vec::new();
+    for _ in 0..10 {
+        let reply = session.read_until("</message>", Duration::from_secs(20)).await.expect("every stanza answered");
+        assert_ne!(attr(&reply, "type"), Some("error"), "{reply}");
+        answered.push(attr(&reply, "to").expect("to").to_owned());
+    }
+    answered.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("user{i}@localhost/r")).collect();
+    expected.sort();
+    assert_eq!(answered, expected, "each sender answered once");
+}
