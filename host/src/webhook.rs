@@ -64,8 +64,7 @@ impl Webhook {
         let mut request =
             self.client.post(self.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if !self.signer.is_empty() {
-            // Each stanza is delivered once (no retries), so a fresh id per call is stable per delivery.
-            let id = format!("msg_{:032x}", rand::random::<u128>());
+            let id = delivery_id(event);
             let timestamp =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let signature = self.signer.signature(&id, timestamp, &body);
@@ -132,6 +131,23 @@ impl Webhook {
     }
 }
 
+/// The `webhook-id` of an event (SPEC §3.3: unique per delivery, stable across retries).
+/// stanzahook itself never retries, but a client may resend a stanza after its own reconnect;
+/// a stanza with an `id` therefore gets an id derived from the stanza as sent to the webhook, so
+/// the same stanza delivered twice carries the same `webhook-id` and the webhook can drop the
+/// second. Without an `id` nothing tells a resend from a repeat: a random id.
+fn delivery_id(event: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    match (event.get("id").and_then(Value::as_str), event.get("stanza").and_then(Value::as_str)) {
+        (Some(_), Some(stanza)) => {
+            let digest = Sha256::digest(stanza.as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("msg_{hex}")
+        }
+        _ => format!("msg_{:032x}", rand::random::<u128>()),
+    }
+}
+
 fn failed(status: u16, error: StanzaError, detail: String) -> Outcome {
     Outcome::Failed { status, error, detail }
 }
@@ -193,6 +209,17 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_stable_for_a_stanza_with_an_id() {
+        let stanza = |id: &str| format!("<message from='a@b/c' id='{id}' to='x@y'><body>hi</body></message>");
+        let event = |id: &str| serde_json::json!({"id": id, "stanza": stanza(id)});
+        assert_eq!(delivery_id(&event("1")), delivery_id(&event("1")), "the same stanza twice");
+        assert_ne!(delivery_id(&event("1")), delivery_id(&event("2")));
+        let anonymous = serde_json::json!({"stanza": "<message from='a@b/c' to='x@y'><body>hi</body></message>"});
+        assert_ne!(delivery_id(&anonymous), delivery_id(&anonymous), "no id: nothing to tell a resend from a repeat");
+        assert!(delivery_id(&event("1")).starts_with("msg_") && delivery_id(&event("1")).len() == 36);
+    }
 
     #[test]
     fn json_media_type_accepts_parameters() {

@@ -129,7 +129,7 @@ async fn webhook_faults_get_their_errors_and_memory_stays_bounded() {
 
 #[tokio::test]
 async fn beyond_max_in_flight_stanzas_wait_and_none_is_lost() {
-    let mut b = FakeBridge::start("[webhook]\nmax_in_flight = 4\n").await;
+    let b = FakeBridge::start("[webhook]\nmax_in_flight = 4\n").await;
     let mut session = b.server.accept(WAIT).await.expect("connects");
     // Ten senders at once, each to the 3-second webhook: only four calls may run.
     for i in 0..10 {
