@@ -35,6 +35,16 @@ pub struct Config {
     pub watch: bool,
     /// Where compiled filters are kept across restarts (SPEC §8.2); `None` when turned off.
     pub compile_cache: Option<PathBuf>,
+    /// The operator's HTTP listener (SPEC §10.2); off unless `api.listen` is set.
+    pub api: ApiSettings,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ApiSettings {
+    /// `host:port` for `/healthz`, `/metrics` and `/send`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The bearer token `POST /send` requires; without one, `/send` is refused.
+    pub token: Option<Secret>,
 }
 
 /// A stanza kind as it sorts in the config (for stable output).
@@ -57,6 +67,7 @@ impl Config {
             ("connection.dead_after", a.connection.dead_after != b.connection.dead_after),
             ("connection.max_queued", a.connection.max_queued != b.connection.max_queued),
             ("webhook.max_in_flight", a.webhook.max_in_flight != b.webhook.max_in_flight),
+            ("api.listen", a.api.listen != b.api.listen),
         ]
         .into_iter()
         .filter_map(|(key, differs)| differs.then_some(key))
@@ -73,6 +84,7 @@ impl Config {
         new.connection.dead_after = self.connection.dead_after;
         new.connection.max_queued = self.connection.max_queued;
         new.webhook.max_in_flight = self.webhook.max_in_flight;
+        new.api.listen = self.api.listen;
         new
     }
 
@@ -146,6 +158,8 @@ pub struct Overrides {
     pub filters: Vec<PathBuf>,
     /// `--dev` turns watching on whatever the file says.
     pub watch: Option<bool>,
+    /// `STANZAHOOK_API_TOKEN`: the `/send` token, kept out of the file.
+    pub api_token: Option<String>,
 }
 
 /// Where the configuration comes from: read again on reload, with the same overrides.
@@ -206,8 +220,17 @@ struct RawConfig {
     connection: RawConnection,
     #[serde(default)]
     identity: RawIdentity,
+    #[serde(default)]
+    api: RawApi,
     #[serde(default, rename = "filter")]
     filters: Vec<RawFilter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,6 +406,22 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         Some(dir) => Some(base.join(dir)),
     };
 
+    let listen = match raw.api.listen.as_deref().map(str::trim) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<std::net::SocketAddr>()
+                .map_err(|e| err("api.listen", format!("{text:?} is not an address like 127.0.0.1:8081: {e}")))?,
+        ),
+    };
+    let token = match ov.api_token.clone().or(raw.api.token) {
+        None => None,
+        Some(t) if t.trim().len() < 16 => {
+            return Err(err("api.token", "must be at least 16 characters (it guards POST /send)"));
+        }
+        Some(t) => Some(Secret(t.trim().to_owned())),
+    };
+    let api = ApiSettings { listen, token };
+
     Ok(Config {
         domain,
         server,
@@ -396,6 +435,7 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         filters,
         watch: ov.watch.or(raw.watch).unwrap_or(false),
         compile_cache,
+        api,
     })
 }
 
@@ -515,7 +555,7 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `filter` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter` (line 6: bogus = 1)",
         );
         check_err(
             "stanzas = [\"mesage\"]\n",
@@ -682,5 +722,26 @@ name = \"second\"
         assert_eq!(applied.webhook.timeout, Duration::from_secs(2));
         assert!(applied.forwards(Kind::Iq) && !applied.forwards(Kind::Message));
         assert!(old.restart_required(&applied).is_empty());
+    }
+
+    #[test]
+    fn the_api_listener_and_its_token() {
+        let c = from_toml_str(BASE, &Overrides::default()).expect("valid");
+        assert!(c.api.listen.is_none() && c.api.token.is_none(), "off by default");
+        let text = format!("{BASE}[api]\nlisten = \"127.0.0.1:8081\"\ntoken = \"0123456789abcdef\"\n");
+        let c = from_toml_str(&text, &Overrides::default()).expect("valid");
+        assert_eq!(c.api.listen, Some("127.0.0.1:8081".parse().expect("addr")));
+        assert_eq!(c.api.token.as_ref().map(Secret::expose), Some("0123456789abcdef"));
+        let env = Overrides { api_token: Some("from-the-environment".into()), ..Overrides::default() };
+        let c = from_toml_str(&text, &env).expect("valid");
+        assert_eq!(c.api.token.as_ref().map(Secret::expose), Some("from-the-environment"), "the environment wins");
+        check_err(
+            "[api]\nlisten = \"localhost\"\n",
+            "config error: `api.listen`: \"localhost\" is not an address like 127.0.0.1:8081: invalid socket address syntax",
+        );
+        check_err(
+            "[api]\ntoken = \"short\"\n",
+            "config error: `api.token`: must be at least 16 characters (it guards POST /send)",
+        );
     }
 }

@@ -1,11 +1,14 @@
 //! stanzahook: an XMPP external component (XEP-0114) that turns stanzas into webhook calls and
 //! webhook answers into stanzas. `run` is the one entry point; the binary and the tests use it.
 
+pub mod api;
 pub mod builtin;
 pub mod config;
 pub mod filter;
+pub mod health;
 pub mod lanes;
 pub mod live;
+pub mod metrics;
 pub mod payload;
 pub mod pipeline;
 pub mod reload;
@@ -36,6 +39,11 @@ pub async fn serve(reloader: reload::Reloader, shutdown: CancellationToken) -> a
     if !filters.is_empty() {
         tracing::info!("filters: {filters}");
     }
+    // Bound before connecting: a port in use is a start-up failure, not a surprise later.
+    let api = match config.api.listen {
+        Some(addr) => Some(api::bind(addr).await?),
+        None => None,
+    };
     let settings = xmpp::ConnectionSettings {
         server: config.server.clone(),
         domain: config.domain.clone(),
@@ -45,6 +53,9 @@ pub async fn serve(reloader: reload::Reloader, shutdown: CancellationToken) -> a
         queue_capacity: config.connection.max_queued,
     };
     let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
+    if let Some(listener) = api {
+        api::spawn(listener, live.clone(), outbox.clone(), shutdown.clone());
+    }
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, shutdown.clone());
     pipeline::Pipeline::new(live.clone(), outbox).run(incoming, shutdown).await;

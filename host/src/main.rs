@@ -97,6 +97,7 @@ impl Settings {
             stanzas: self.stanzas.clone(),
             filters: self.filters.clone(),
             watch: self.dev.then_some(true),
+            api_token: std::env::var("STANZAHOOK_API_TOKEN").ok().filter(|t| !t.is_empty()),
         };
         ConfigSource { file: self.config.clone(), overrides }
     }

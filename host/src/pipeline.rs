@@ -82,14 +82,14 @@ impl Pipeline {
     /// Queues the stanza in its sender's lane; the lane's task handles it after the sender's
     /// earlier stanzas (SPEC §3.5).
     async fn dispatch(&self, el: Element) {
-        if Kind::of(&el).is_none() {
-            return;
-        }
+        let Some(kind) = Kind::of(&el) else { return };
+        crate::metrics::metrics().stanza_received(kind.as_str());
         // Backpressure: when this many stanzas wait or run, stop reading from the server. The
         // permit travels with the stanza, so a chatty sender's queue is bounded too.
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         let sender = el.attr("from").unwrap_or("").to_owned();
-        let Some(first) = self.lanes.enter(&sender, Queued { el, _permit: permit }) else { return };
+        let queued = Queued { el, _permit: permit, _counted: crate::metrics::metrics().in_flight() };
+        let Some(first) = self.lanes.enter(&sender, queued) else { return };
         let shared = self.shared.clone();
         let lanes = self.lanes.clone();
         let abandon = self.abandon.clone();
@@ -110,6 +110,7 @@ impl Pipeline {
 struct Queued {
     el: Element,
     _permit: OwnedSemaphorePermit,
+    _counted: crate::metrics::InFlight,
 }
 
 /// One span per stanza: every log line about it names its sender, kind and id.

@@ -73,17 +73,23 @@ impl Reloader {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!("reload not applied: {e:#}; the current filters keep serving");
+                crate::metrics::metrics().reload("failed");
                 return Reloaded::Kept;
             }
         };
         if !config_changed && loaded.changes.is_empty() {
-            return if loaded.kept > 0 { Reloaded::Kept } else { Reloaded::Unchanged };
+            if loaded.kept > 0 {
+                crate::metrics::metrics().reload("failed");
+                return Reloaded::Kept;
+            }
+            return Reloaded::Unchanged;
         }
         let webhook = if config_changed {
             match crate::webhook::Webhook::new(config.post_url.clone(), &config.webhook) {
                 Ok(webhook) => webhook,
                 Err(e) => {
                     tracing::warn!("reload not applied: cannot set up the HTTP client: {e:#}");
+                    crate::metrics::metrics().reload("failed");
                     return Reloaded::Kept;
                 }
             }
@@ -96,6 +102,7 @@ impl Reloader {
         if config_changed {
             what.insert(0, "config".into());
         }
+        crate::metrics::metrics().reload("swapped");
         tracing::info!(
             "reloaded in {} ms: {}; filters: {}",
             started.elapsed().as_millis(),

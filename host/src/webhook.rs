@@ -57,6 +57,13 @@ impl Webhook {
 
     /// POSTs one event and classifies the answer. Never fails: every outcome is an `Outcome`.
     pub async fn post(&self, event: &Value) -> Outcome {
+        let started = std::time::Instant::now();
+        let outcome = self.call(event).await;
+        crate::metrics::metrics().webhook_call(outcome.status(), started.elapsed());
+        outcome
+    }
+
+    async fn call(&self, event: &Value) -> Outcome {
         let body = match serde_json::to_vec(event) {
             Ok(b) => b,
             Err(e) => return failed(0, internal(), format!("cannot encode the event: {e}")),

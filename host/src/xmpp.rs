@@ -55,20 +55,28 @@ pub struct Outbox {
 
 impl Outbox {
     /// Queues a stanza for sending. The queue is held across reconnects; when it is full (the
-    /// server has been away long enough to fill it), the stanza is dropped and logged with its
-    /// recipient, so nothing disappears silently.
+    /// server has been away for long) the stanza is logged with its recipient and dropped.
     pub fn send(&self, el: Element) {
-        if let Err(e) = self.tx.try_send(el) {
-            let (why, el) = match e {
-                mpsc::error::TrySendError::Full(el) => ("outgoing queue is full", el),
-                mpsc::error::TrySendError::Closed(el) => ("connection is shut down", el),
-            };
+        if let Err((why, el)) = self.try_send(el) {
             tracing::error!(
                 to = el.attr("to").unwrap_or(""),
                 kind = el.name(),
                 id = el.attr("id").unwrap_or(""),
                 "stanza not sent: {why}"
             );
+        }
+    }
+
+    /// Queues a stanza, or hands it back with the reason it cannot be queued.
+    pub fn try_send(&self, el: Element) -> Result<(), (&'static str, Box<Element>)> {
+        let kind = el.name().to_owned();
+        match self.tx.try_send(el) {
+            Ok(()) => {
+                crate::metrics::metrics().stanza_sent(&kind);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(el)) => Err(("outgoing queue is full", Box::new(el))),
+            Err(mpsc::error::TrySendError::Closed(el)) => Err(("connection is shut down", Box::new(el))),
         }
     }
 }
@@ -96,6 +104,7 @@ async fn run(
     // The last failure logged in full: a server that keeps refusing gets one explanation, then
     // one short line per attempt, not the same paragraph every time.
     let mut explained: Option<String> = None;
+    let mut sessions: u64 = 0;
     let mut unsent: Option<Element> = None;
     loop {
         if stop_reading.is_cancelled() && outgoing.is_closed() && outgoing.is_empty() && unsent.is_none() {
@@ -111,14 +120,21 @@ async fn run(
                 }
                 failures = 0;
                 explained = None;
+                crate::health::set_up();
+                crate::metrics::metrics().connection_up(sessions > 0);
+                sessions += 1;
                 tracing::info!(server = %settings.server, domain = %settings.domain, "connected, serving {}", settings.domain);
                 let end = serve(stream, &settings, &stop_reading, &mut outgoing, &incoming, &mut unsent).await;
                 match end {
                     SessionEnd::Finished => {
+                        crate::health::set_down("stream closed at shutdown");
+                        crate::metrics::metrics().connection_down();
                         tracing::info!("stream closed");
                         return;
                     }
                     SessionEnd::Lost(why) => {
+                        crate::health::set_down(&format!("connection lost: {why}"));
+                        crate::metrics::metrics().connection_down();
                         let delay = backoff(0);
                         tracing::warn!("connection lost: {why}; reconnecting in {} ms", delay.as_millis());
                         tokio::time::sleep(delay).await;
@@ -129,6 +145,7 @@ async fn run(
                 failures = failures.saturating_add(1);
                 let delay = backoff(failures);
                 let why = e.to_string();
+                crate::health::set_down(&why);
                 if explained.as_deref() == Some(why.as_str()) {
                     tracing::warn!("attempt {failures} failed the same way; next attempt in {} ms", delay.as_millis());
                 } else {

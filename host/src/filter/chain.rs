@@ -106,8 +106,15 @@ impl FilterChain {
             let seen = event.to_string();
             let (result, report) = filter.before(&seen);
             emit_logs(filter, &report);
-            let verdict = result;
-            match verdict {
+            let outcome = match &result {
+                Ok(BeforeDecision::Pass) => "pass",
+                Ok(BeforeDecision::Rewrite(_)) => "rewrite",
+                Ok(BeforeDecision::Answer(_)) => "answer",
+                Ok(BeforeDecision::Drop) => "drop",
+                Err(_) => "error",
+            };
+            record(filter, "before", outcome, &report);
+            match result {
                 Ok(BeforeDecision::Pass) => trail.seen.push((index, seen)),
                 Ok(BeforeDecision::Rewrite(new_event)) => {
                     trail.seen.push((index, seen));
@@ -139,8 +146,14 @@ impl FilterChain {
             };
             let (result, report) = filter.after(seen, status, reply_text.as_deref());
             emit_logs(filter, &report);
-            let verdict = result;
-            match verdict {
+            let outcome = match &result {
+                Ok(AfterDecision::Pass) => "pass",
+                Ok(AfterDecision::Replace(_)) => "replace",
+                Ok(AfterDecision::Drop) => "drop",
+                Err(_) => "error",
+            };
+            record(filter, "after", outcome, &report);
+            match result {
                 Ok(AfterDecision::Replace(value)) => {
                     reply_text = Some(value.to_string());
                     replaced = Some(value);
@@ -167,6 +180,11 @@ fn failed(filter: &LoadedFilter, hook: &str, error: &FilterError) -> OnError {
     };
     tracing::warn!(filter = filter.name(), "filter {hook} hook {error}; {action}");
     on_error
+}
+
+fn record(filter: &LoadedFilter, hook: &'static str, outcome: &'static str, report: &CallReport) {
+    let took = report.instantiate + report.call + report.teardown;
+    crate::metrics::metrics().filter_call(filter.name(), hook, outcome, took);
 }
 
 /// The guest's own log lines, tagged with its name, inside the stanza's span.

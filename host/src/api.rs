@@ -1,0 +1,127 @@
+//! The operator's HTTP listener (SPEC §10.2), off unless `api.listen` is set:
+//! - `GET /healthz`: 200 while the component stream is up, 503 otherwise, with a short JSON body;
+//! - `GET /metrics`: the Prometheus text exposition of `metrics.rs`;
+//! - `POST /send`: a reply JSON of SPEC §4 with `to` required, behind a bearer token, checked like
+//!   a webhook's answer (SPEC §4.4) and queued for the server: how a bot answers later than the
+//!   webhook's timeout.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::live::LiveCell;
+use crate::payload::{self, AnswerError};
+use crate::stanza::{self, Kind};
+use crate::xmpp::Outbox;
+use crate::{health, metrics};
+
+#[derive(Clone)]
+struct Api {
+    live: LiveCell,
+    outbox: Outbox,
+}
+
+/// Binds the listener: done before serving, so a port in use is reported at start.
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (api.listen): {e}"))
+}
+
+/// Serves the API until `shutdown`.
+pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, shutdown: CancellationToken) {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/send", post(send))
+        .with_state(Api { live, outbox });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("operator API on http://{addr} (/healthz, /metrics, /send)");
+    }
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
+        if let Err(e) = served {
+            tracing::error!("operator API stopped: {e}");
+        }
+    });
+}
+
+async fn healthz() -> Response {
+    let status = health::current();
+    let code = if status.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "connected": status.connected,
+        "since": humantime::format_rfc3339_seconds(status.since).to_string(),
+        "last_error": status.last_error,
+    });
+    (code, axum::Json(body)).into_response()
+}
+
+async fn metrics_text() -> Response {
+    let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], metrics::metrics().encode()).into_response()
+}
+
+fn refuse(code: StatusCode, why: impl Into<String>) -> Response {
+    let why = why.into();
+    tracing::warn!("POST /send refused ({}): {why}", code.as_u16());
+    (code, axum::Json(json!({ "error": why }))).into_response()
+}
+
+/// Compares digests, so the time taken says nothing about how much of the token matched.
+fn same_token(given: &str, expected: &str) -> bool {
+    Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
+}
+
+async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let live = api.live.load_full();
+    let Some(token) = &live.config.api.token else {
+        return refuse(StatusCode::FORBIDDEN, "POST /send is off: set api.token (or STANZAHOOK_API_TOKEN)");
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !given.is_some_and(|g| same_token(g, token.expose())) {
+        let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let answer: Value = match serde_json::from_slice(&body) {
+        Ok(answer) => answer,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+    };
+    let Some(to) = answer.get("to").and_then(Value::as_str) else {
+        return refuse(StatusCode::BAD_REQUEST, "`to` is required: the address to send to");
+    };
+    // As if `to` had written to the component: the reply goes to `to`, from the domain unless the
+    // JSON names another address at it.
+    let domain = &live.config.domain;
+    let original = stanza::new_stanza(Kind::Message, to, domain);
+    let replies = match payload::replies(&answer, &original, domain) {
+        Ok(replies) => replies,
+        Err(e @ AnswerError::ForeignFrom { .. }) => return refuse(StatusCode::FORBIDDEN, e.to_string()),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let max = live.config.connection.max_stanza_bytes;
+    if let Some(size) = replies.iter().map(stanza::xml_len).find(|&size| size > max) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the stanza would be {size} bytes, more than connection.max_stanza_size ({max})"),
+        );
+    }
+    let queued = replies.len();
+    for reply in replies {
+        if let Err((why, _)) = api.outbox.try_send(reply) {
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, why);
+        }
+    }
+    tracing::debug!(to, "queued {queued} stanza(s) from POST /send");
+    (StatusCode::ACCEPTED, axum::Json(json!({ "queued": queued }))).into_response()
+}
