@@ -41,6 +41,8 @@ pub struct Options<'a> {
     /// Write the webhook URL into the config file instead of passing `--post-url` (which would
     /// override the file, also on reload).
     pub url_in_file: bool,
+    /// Log one JSON object per line (`--log-format json`).
+    pub json_log: bool,
 }
 
 impl Bridge {
@@ -62,6 +64,9 @@ impl Bridge {
             args.drain(flag..flag + 2);
         } else {
             std::fs::write(&config, options.toml).expect("write config");
+        }
+        if options.json_log {
+            args.extend(["--log-format".to_owned(), "json".to_owned()]);
         }
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);

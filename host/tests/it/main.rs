@@ -1,6 +1,7 @@
 //! stanzahook's integration tests: one binary, a module per area (Wasmtime's layout).
 //! The bridge tests run a real Prosody, a real XMPP client and a real HTTP webhook.
 
+mod api;
 mod bridge;
 mod builtin;
 mod cli;
