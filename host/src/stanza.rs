@@ -309,9 +309,11 @@ pub enum ParseStanzaError {
 pub fn parse_stanza_override(xml: &str) -> Result<Element, ParseStanzaError> {
     // minidom recurses per level: refuse deep nesting before it builds anything.
     crate::xml_depth::check(xml, crate::xml_depth::MAX_STANZA_DEPTH)?;
-    // The parser stops at the end of the wrapper, so text that closes it early must not get in.
-    if xml.contains(WRAPPER) {
-        return Err(ParseStanzaError::Xml(format!("`{WRAPPER}` is reserved")));
+    // The parser stops at the end of the wrapper, so markup that closes it early must not get
+    // in. Only its closing tag can do that (`<` cannot appear unescaped in attribute values or
+    // text), so the name itself may appear anywhere else: a body that mentions it is fine.
+    if xml.contains(WRAPPER_END) {
+        return Err(ParseStanzaError::Xml(format!("`{WRAPPER_END}` is reserved")));
     }
     let wrapped = format!("<stanzahook-wrapper xmlns='{NS_COMPONENT}'>{xml}</stanzahook-wrapper>");
     let wrapper: Element =
@@ -333,7 +335,7 @@ pub fn parse_stanza_override(xml: &str) -> Result<Element, ParseStanzaError> {
     Ok(rewrite_client_ns(el))
 }
 
-const WRAPPER: &str = "stanzahook-wrapper";
+const WRAPPER_END: &str = "</stanzahook-wrapper";
 
 /// A copy of `el` with every `jabber:client` element moved into the component namespace.
 fn rewrite_client_ns(el: &Element) -> Element {
@@ -407,6 +409,11 @@ mod tests {
             parse_stanza_override("</stanzahook-wrapper><message/><stanzahook-wrapper>"),
             Err(ParseStanzaError::Xml(_))
         ));
+        // Found by fuzzing: the wrapper's name in an attribute or in text is just text.
+        let named =
+            parse_stanza_override("<message to='b@x/stanzahook-wrapper'><body>stanzahook-wrapper</body></message>")
+                .expect("the name alone is no markup");
+        assert_eq!(named.attr("to"), Some("b@x/stanzahook-wrapper"));
         assert_eq!(
             parse_stanza_override("<message xmlns='urn:other'/>"),
             Err(ParseStanzaError::ForeignNamespace("urn:other".into()))
