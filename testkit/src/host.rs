@@ -119,9 +119,19 @@ impl HostProcess {
 
     /// The peak resident memory of the process so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmHWM:")
+    }
+
+    /// The resident memory of the process now (`VmRSS`), in bytes.
+    pub fn rss(&self) -> anyhow::Result<u64> {
+        self.status_bytes("VmRSS:")
+    }
+
+    fn status_bytes(&self, field: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM in /proc status")?;
-        let kib: u64 = line.split_whitespace().nth(1).context("short VmHWM line")?.parse()?;
+        let line =
+            status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field} in /proc status"))?;
+        let kib: u64 = line.split_whitespace().nth(1).context("short /proc status line")?.parse()?;
         Ok(kib * 1024)
     }
 

@@ -1,0 +1,382 @@
+//! The performance suite (issue: performance). Everything runs in one process on this machine,
+//! in the same run, so the figures compare:
+//! - the floor: a bare HTTP client POSTing the same event JSON to the same webhook with the same
+//!   concurrency (no XMPP, no conversion);
+//! - stanzahook (the release binary) between a fake XMPP server played by this program, which
+//!   pumps message stanzas with a window of outstanding ones and counts the replies, and the same
+//!   minimal webhook (axum, answers `{"body": ...}`);
+//! - scenarios: no filter and a two-filter chain with 1,000 senders, one sender (ordering on), a
+//!   fixed 1,000 stanzas/s for latency, 10,000 stanzas in flight for memory, idle memory, start;
+//! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time.
+//!
+//! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DOMAIN: &str = "bot.localhost";
+const STANZAS: usize = 20_000;
+const WINDOW: usize = 64;
+
+/// The webhook every run talks to: answers `{"body": <body>}` at once, or after `hold` ms when
+/// the stanza's local part is `hold` (to keep stanzas in flight).
+async fn start_webhook() -> anyhow::Result<String> {
+    async fn hook(body: Bytes) -> Response {
+        let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if event["to"].as_str().is_some_and(|to| to.starts_with("hold@")) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let answer = json!({"body": event["body"]}).to_string();
+        (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], answer).into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().fallback(hook);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(format!("http://{addr}/"))
+}
+
+/// What one run measured.
+#[derive(Debug, Default)]
+struct Run {
+    replies: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// stanzahook's CPU time over the run.
+    cpu: Option<Duration>,
+    peak_rss: Option<u64>,
+}
+
+impl Run {
+    fn throughput(&self) -> f64 {
+        self.replies as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+        sorted.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// How stanzas are offered: with a window of outstanding ones, or at a fixed rate.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    Window(usize),
+    Rate(f64),
+}
+
+fn event_body(i: usize, senders: usize) -> String {
+    json!({
+        "to": format!("echo@{DOMAIN}"), "from": format!("user{}@localhost/r", i % senders), "kind": "message",
+        "type": "chat", "id": format!("m{i}"), "body": format!("n{i}"),
+        "stanza": format!("<message from=\"user{}@localhost/r\" id=\"m{i}\" to=\"echo@{DOMAIN}\" type=\"chat\"><body>n{i}</body></message>", i % senders),
+    })
+    .to_string()
+}
+
+/// Baseline (1): the same event JSON POSTed straight to the webhook.
+async fn floor(url: &str, stanzas: usize, pace: Pace) -> anyhow::Result<Run> {
+    let client = reqwest::Client::new();
+    let window = match pace {
+        Pace::Window(w) => w,
+        Pace::Rate(_) => 4096,
+    };
+    let credits = Arc::new(Semaphore::new(window));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(stanzas)));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..stanzas {
+        if let Pace::Rate(rate) = pace {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let permit = credits.clone().acquire_owned().await?;
+        let (client, url, latencies) = (client.clone(), url.to_owned(), latencies.clone());
+        let body = event_body(i, 1000);
+        tasks.spawn(async move {
+            let sent = Instant::now();
+            let ok = match client.post(url).header("content-type", "application/json").body(body).send().await {
+                Ok(response) => response.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            if ok && let Ok(mut l) = latencies.lock() {
+                l.push(sent.elapsed());
+            }
+            drop(permit);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(Run { replies: latencies.len(), elapsed, latencies, cpu: None, peak_rss: None })
+}
+
+/// stanzahook started with `toml`, connected to a fake server; the session's two halves.
+struct Host {
+    process: testkit::HostProcess,
+    reader: tokio::net::tcp::OwnedReadHalf,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    _dir: tempfile::TempDir,
+    started_to_ready: Duration,
+}
+
+async fn start_host(webhook: &str, toml: &str) -> anyhow::Result<Host> {
+    let server = testkit::FakeComponentServer::bind().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("stanzahook.toml");
+    std::fs::write(&config, toml)?;
+    let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", webhook, Some(&config));
+    let started = Instant::now();
+    let log = std::env::var("STANZAHOOK_BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let process = testkit::HostProcess::start_logging(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args, &log)?;
+    let session = server.accept(Duration::from_secs(120)).await.context("stanzahook did not connect")?;
+    let started_to_ready = started.elapsed();
+    let (stream, _) = session.into_parts();
+    let (reader, writer) = stream.into_split();
+    Ok(Host { process, reader, writer, _dir: dir, started_to_ready })
+}
+
+/// Pumps `stanzas` messages from `senders` senders (to `node@DOMAIN`) and waits for every reply.
+async fn pump(host: Host, stanzas: usize, senders: usize, pace: Pace, node: &str) -> anyhow::Result<(Run, Host)> {
+    let Host { process, mut reader, mut writer, _dir, started_to_ready } = host;
+    let sent_at: Arc<Mutex<HashMap<usize, Instant>>> = Arc::new(Mutex::new(HashMap::with_capacity(stanzas)));
+    let window = match pace {
+        Pace::Window(w) => w,
+        Pace::Rate(_) => stanzas,
+    };
+    let credits = Arc::new(Semaphore::new(window));
+    let cpu_before = process.cpu_time()?;
+    let started = Instant::now();
+    let (writer_credits, writer_sent, node) = (credits.clone(), sent_at.clone(), node.to_owned());
+    let writing = tokio::spawn(async move {
+        let mut batch = String::new();
+        for i in 0..stanzas {
+            if let Pace::Rate(rate) = pace {
+                let due = started + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let Ok(permit) = writer_credits.acquire().await else { break };
+            permit.forget();
+            batch.clear();
+            batch.push_str(&format!(
+                "<message from='user{}@localhost/r' to='{node}@{DOMAIN}' type='chat' id='m{i}'><body>n{i}</body></message>",
+                i % senders
+            ));
+            if let Ok(mut s) = writer_sent.lock() {
+                s.insert(i, Instant::now());
+            }
+            if writer.write_all(batch.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    let mut latencies = Vec::with_capacity(stanzas);
+    let mut carry = String::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut peak_rss = 0;
+    while latencies.len() < stanzas {
+        let n = tokio::time::timeout(Duration::from_secs(60), reader.read(&mut chunk))
+            .await
+            .context("replies stalled")??;
+        if n == 0 {
+            bail!("stanzahook closed the stream after {} replies; its log:\n{}", latencies.len(), process.log());
+        }
+        let now = Instant::now();
+        carry.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        let mut consumed = 0;
+        while let Some(end) = carry[consumed..].find("</body>") {
+            let end = consumed + end;
+            if let Some(start) = carry[consumed..end].rfind("<body>n") {
+                // Filters append their tags to the body: the number is its leading digits.
+                let text = &carry[consumed + start + "<body>n".len()..end];
+                let digits = &text[..text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len())];
+                if let Ok(i) = digits.parse::<usize>()
+                    && let Some(at) = sent_at.lock().ok().and_then(|mut s| s.remove(&i))
+                {
+                    latencies.push(now - at);
+                    credits.add_permits(1);
+                }
+            }
+            consumed = end + "</body>".len();
+        }
+        carry.drain(..consumed);
+        if latencies.len() % 1000 == 0 {
+            peak_rss = peak_rss.max(process.peak_rss().unwrap_or(0));
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu = process.cpu_time()?.saturating_sub(cpu_before);
+    peak_rss = peak_rss.max(process.peak_rss()?);
+    let writer = writing.await?;
+    let run = Run { replies: latencies.len(), elapsed, latencies, cpu: Some(cpu), peak_rss: Some(peak_rss) };
+    Ok((run, Host { process, reader, writer, _dir, started_to_ready }))
+}
+
+fn filters_toml(tag: &Path) -> String {
+    format!(
+        "[[filter]]\npath = {path:?}\nname = \"A\"\n[filter.config]\ntag = \"A\"\n\
+         [[filter]]\npath = {path:?}\nname = \"B\"\n[filter.config]\ntag = \"B\"\n",
+        path = tag.display().to_string()
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1 << 20) as f64)
+}
+
+fn row(name: &str, run: &Run) {
+    let cpu = run.cpu.map_or("–".into(), |c| format!("{:.3}", c.as_secs_f64() * 1000.0 / run.replies as f64));
+    let rss = run.peak_rss.map_or("–".into(), mib);
+    println!(
+        "| {name} | {:.0} | {} | {} | {} | {cpu} | {rss} |",
+        run.throughput(),
+        ms(run.percentile(0.5)),
+        ms(run.percentile(0.99)),
+        ms(run.percentile(0.999)),
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let tag = if testkit::guests::require_wasm_target() {
+        Some(testkit::guests::wasm("host/tests/guests", "tag")?)
+    } else {
+        None
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(suite(tag.as_deref()))
+}
+
+async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
+    let webhook = start_webhook().await?;
+    let cache = tempfile::tempdir()?;
+    let base = format!("compile_cache = {:?}\n[webhook]\nmax_in_flight = 10000\n", cache.path().display().to_string());
+    println!("machine: {} cores; {STANZAS} stanzas per run, window {WINDOW} unless said", cores());
+    println!();
+    println!("| run | replies/s | p50 ms | p99 ms | p99.9 ms | stanzahook CPU s / 1,000 | stanzahook peak RSS MiB |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+
+    // Warm the webhook and the client's connections.
+    floor(&webhook, 2000, Pace::Window(WINDOW)).await?;
+    let floor_run = floor(&webhook, STANZAS, Pace::Window(WINDOW)).await?;
+    row("floor: bare HTTP client, same bodies, window 64", &floor_run);
+
+    let host = start_host(&webhook, &base).await?;
+    let idle_rss = host.process.peak_rss()?;
+    let ready = host.started_to_ready;
+    let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
+    let (plain, host) = pump(host, STANZAS, 1000, Pace::Window(WINDOW), "echo").await?;
+    row("stanzahook, no filter, 1,000 senders", &plain);
+    let (one, host) = pump(host, STANZAS / 4, 1, Pace::Window(WINDOW), "echo").await?;
+    row("stanzahook, no filter, 1 sender (ordered)", &one);
+    let rate = 1000.0;
+    let floor_paced = floor(&webhook, 10_000, Pace::Rate(rate)).await?;
+    row("floor at 1,000/s", &floor_paced);
+    let (paced, host) = pump(host, 10_000, 1000, Pace::Rate(rate), "echo").await?;
+    row("stanzahook at 1,000/s", &paced);
+    drop(host);
+
+    let mut filtered = None;
+    if let Some(tag) = tag {
+        let host = start_host(&webhook, &format!("{base}{}", filters_toml(tag))).await?;
+        let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
+        let (run, host) = pump(host, STANZAS, 1000, Pace::Window(WINDOW), "echo").await?;
+        row("stanzahook, two filters (fresh instances), 1,000 senders", &run);
+        filtered = Some(run);
+        drop(host);
+    }
+
+    // 10,000 stanzas held in flight by a webhook that answers after 2 s.
+    let host = start_host(&webhook, &base).await?;
+    let (held, host) = pump(host, 10_000, 10_000, Pace::Window(10_000), "hold").await?;
+    row("stanzahook, 10,000 in flight (webhook answers after 2 s)", &held);
+    drop(host);
+
+    let mut starts = Vec::new();
+    if let Some(tag) = tag {
+        let three =
+            format!("{base}{}[[filter]]\npath = {:?}\nname = \"C\"\n", filters_toml(tag), tag.display().to_string());
+        start_host(&webhook, &three).await?; // fills the compile cache
+        for _ in 0..5 {
+            starts.push(start_host(&webhook, &three).await?.started_to_ready);
+        }
+        starts.sort();
+    }
+
+    println!();
+    let host_p99 = paced.percentile(0.99).saturating_sub(floor_paced.percentile(0.99));
+    println!("targets:");
+    println!(
+        "  throughput vs floor (1,000 senders, window 64): {:.0}% (target at least 70%)",
+        100.0 * plain.throughput() / floor_run.throughput()
+    );
+    println!("  host-added p99 at 1,000/s: {} ms (target at most 1 ms)", ms(host_p99));
+    if let Some(run) = &filtered {
+        println!(
+            "  two filters vs no filter: {:.0}% (target at least 60%); CPU per stanza {:.0} µs vs {:.0} µs",
+            100.0 * run.throughput() / plain.throughput(),
+            run.cpu.unwrap_or_default().as_secs_f64() * 1e6 / run.replies as f64,
+            plain.cpu.unwrap_or_default().as_secs_f64() * 1e6 / plain.replies as f64,
+        );
+    }
+    println!("  idle RSS (connected, before traffic): {} MiB (target at most 30 MiB)", mib(idle_rss));
+    println!("  10,000 in flight: peak RSS {} MiB (target at most 200 MiB)", held.peak_rss.map_or("–".into(), mib));
+    println!("  start to ready, no filter: {} ms (target at most 200 ms)", ms(ready));
+    if let Some(median) = starts.get(starts.len() / 2) {
+        println!("  start to ready, 3 cached filters: {} ms, median of 5 (target at most 300 ms)", ms(*median));
+    }
+
+    if let Some(seconds) = std::env::var("STANZAHOOK_SOAK").ok().and_then(|s| s.parse::<u64>().ok()) {
+        soak(&webhook, &base, Duration::from_secs(seconds)).await?;
+    } else {
+        println!("  soak: not run (STANZAHOOK_SOAK=600 runs ten minutes at 1,000/s)");
+    }
+    Ok(())
+}
+
+/// Runs at 1,000 stanzas/s for `length`, printing RSS each minute.
+async fn soak(webhook: &str, base: &str, length: Duration) -> anyhow::Result<()> {
+    let mut host = start_host(webhook, base).await?;
+    let minutes = (length.as_secs() / 60).max(1);
+    let mut rss = Vec::new();
+    for minute in 0..minutes {
+        let (run, next) = pump(host, 60_000, 1000, Pace::Rate(1000.0), "echo").await?;
+        host = next;
+        let current = current_rss(&host.process)?;
+        rss.push(current);
+        println!("  soak minute {}: {:.0} replies/s, RSS {} MiB", minute + 1, run.throughput(), mib(current));
+    }
+    if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
+        println!("  soak: RSS {} MiB after the first minute, {} MiB after the last", mib(*first), mib(*last));
+    }
+    Ok(())
+}
+
+fn current_rss(process: &testkit::HostProcess) -> anyhow::Result<u64> {
+    process.rss()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
