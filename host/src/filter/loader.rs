@@ -76,11 +76,16 @@ impl FilterLoader {
             }
         };
         self.open_cache(&engine);
-        let mut serving = HashMap::new();
+        let mut serving: HashMap<PathBuf, Version> = HashMap::new();
         let mut filters = Vec::with_capacity(settings.len());
         let mut changes = Vec::new();
         let mut kept = 0;
         for s in settings {
+            // The same file twice in one chain (with other settings) is read and compiled once.
+            if let Some(version) = serving.get(&s.path).cloned() {
+                filters.push(engine.prepare(s.clone(), &version.component)?);
+                continue;
+            }
             let previous = self.serving.get(&s.path);
             let (filter, version) = match self.fresh(&engine, s, previous) {
                 Ok((filter, version, change)) => {

@@ -87,6 +87,8 @@ async fn a_chain_runs_in_order_before_and_in_reverse_after() {
     let log = b.host.log();
     assert!(log.contains("filter=\"first\"") || log.contains("filter=first"), "guest logs name the filter:\n{log}");
     assert!(log.contains("after (status 200): body now hiABb"), "{log}");
+    let loads = log.matches(" compiled in ").count() + log.matches("from the compile cache in").count();
+    assert_eq!(loads, 1, "one file used twice is loaded once:\n{log}");
 }
 
 #[tokio::test]
