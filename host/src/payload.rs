@@ -117,6 +117,9 @@ fn from_keys(
     };
     let mut el = new_stanza(kind, from, to);
     let type_ = string_key(map, "type")?;
+    if let Some(t) = type_ {
+        xml_chars("type", t)?;
+    }
     match (kind, type_) {
         (_, Some(t)) => set_attr(&mut el, "type", t),
         (Kind::Message, None) => set_attr(&mut el, "type", "chat"),
@@ -140,6 +143,7 @@ fn from_keys(
         Some(_) => return Err(bad("body", "must be a string, number or boolean")),
     };
     if let Some(body) = body {
+        xml_chars("body", &body)?;
         if kind != Kind::Message {
             return Err(bad("body", format!("is only allowed in a message reply, not in a {kind}")));
         }
@@ -151,6 +155,18 @@ fn from_keys(
         el.append_child(stanza::error_element(&undefined));
     }
     Ok(el)
+}
+
+/// Refuses text XML 1.0 cannot carry (control characters other than tab, newline and carriage
+/// return; U+FFFE, U+FFFF): no stream may carry it, so the sender is told instead. Found by
+/// fuzzing.
+fn xml_chars(key: &'static str, text: &str) -> Result<(), AnswerError> {
+    let allowed =
+        |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
+    match text.chars().find(|&c| !allowed(c)) {
+        Some(c) => Err(bad(key, format!("contains U+{:04X}, a character XML cannot carry", u32::from(c)))),
+        None => Ok(()),
+    }
 }
 
 fn string_key<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, AnswerError> {

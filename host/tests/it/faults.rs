@@ -154,3 +154,15 @@ async fn beyond_max_in_flight_stanzas_wait_and_none_is_lost() {
     expected.sort();
     assert_eq!(answered, expected, "each sender answered once");
 }
+
+#[tokio::test]
+async fn an_answer_with_a_control_character_is_refused_and_the_stream_stays_up() {
+    let Some(mut b) = Bridge::start(Options::default()).await else { return };
+    // The `json` node answers the message body verbatim: a JSON text whose \f is a form feed.
+    let reply = b.ask("json", r#"{"body": "page\fbreak"}"#).await;
+    let (condition, _) = testkit::client::error_of(&reply).expect("an error reply");
+    assert_eq!(condition, "undefined-condition");
+    assert!(testkit::client::error_text(&reply).unwrap_or_default().contains("U+000C"), "{reply:?}");
+    assert_eq!(body(&b.ask("echo", "still here").await).as_deref(), Some("still here"));
+    assert_eq!(b.host.log().matches("connected, serving").count(), 1, "{}", b.host.log());
+}
