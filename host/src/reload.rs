@@ -18,8 +18,13 @@ pub struct Reloader {
     source: ConfigSource,
     loader: FilterLoader,
     live: LiveCell,
-    /// The config file's content hash as last read, so a reload looks at a changed file once.
+    /// The content hash of the config file as last applied (or as last refused for a mistake in
+    /// it), so a reload looks at a changed file once. A config that parsed but whose filters
+    /// failed is not recorded: it is tried again at the next reload, when its filters may work.
     config_hash: Option<String>,
+    /// The filter files of the newest config read, loaded or not: a filter that a config adds and
+    /// that does not compile yet must be watched, so that its fix is seen.
+    wanted: Vec<PathBuf>,
 }
 
 /// What a reload did, for the caller's log line and for tests.
@@ -44,18 +49,23 @@ impl Reloader {
         for change in &loaded.changes {
             tracing::info!("{change}");
         }
+        let wanted = config.filters.iter().map(|f| f.path.clone()).collect();
         let live = Live::new(config, loaded.chain).context("cannot set up the HTTP client")?;
-        Ok(Reloader { source, loader, live: live.into_cell(), config_hash })
+        Ok(Reloader { source, loader, live: live.into_cell(), config_hash, wanted })
     }
 
     pub fn live(&self) -> LiveCell {
         self.live.clone()
     }
 
-    /// The files whose change should trigger a reload: the config file and every filter's.
+    /// The files whose change should trigger a reload: the config file, every filter's being
+    /// served, and those of a newer config still waiting for its filters.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = self.loader.files().map(PathBuf::from).collect();
+        files.extend(self.wanted.iter().cloned());
         files.extend(self.source.file.clone());
+        files.sort();
+        files.dedup();
         files
     }
 
@@ -64,10 +74,11 @@ impl Reloader {
     pub fn reload(&mut self) -> Reloaded {
         let started = Instant::now();
         let current = self.live.load_full();
-        let (config, config_changed) = match self.reread_config(&current.config) {
-            Some(config) => (config, true),
-            None => ((*current.config).clone(), false),
+        let (config, new_config_hash) = match self.reread_config(&current.config) {
+            Some((config, hash)) => (config, Some(hash)),
+            None => ((*current.config).clone(), None),
         };
+        let config_changed = new_config_hash.is_some();
         self.loader.set_cache_dir(config.compile_cache.clone());
         let loaded = match self.loader.load(&config.filters) {
             Ok(loaded) => loaded,
@@ -97,6 +108,9 @@ impl Reloader {
             current.webhook.clone()
         };
         let names = loaded.chain.names().join(" → ");
+        if new_config_hash.is_some() {
+            self.config_hash = new_config_hash;
+        }
         self.live.store(Arc::new(Live { config: Arc::new(config), webhook, filters: Arc::new(loaded.chain) }));
         let mut what = loaded.changes;
         if config_changed {
@@ -112,9 +126,9 @@ impl Reloader {
         Reloaded::Swapped
     }
 
-    /// The config file again if its content changed and can be used. A file with a mistake is
-    /// logged once: the same content is not looked at again.
-    fn reread_config(&mut self, current: &Config) -> Option<Config> {
+    /// The config file again, with its content hash, if its content changed and it can be used.
+    /// A file with a mistake is logged once: the same content is not looked at again.
+    fn reread_config(&mut self, current: &Config) -> Option<(Config, String)> {
         let file = self.source.file.as_ref()?;
         let bytes = match std::fs::read(file) {
             Ok(bytes) => bytes,
@@ -128,14 +142,15 @@ impl Reloader {
         if self.config_hash.as_deref() == Some(hash.as_str()) {
             return None;
         }
-        self.config_hash = Some(hash);
         let config = match self.source.load() {
             Ok(config) => config,
             Err(e) => {
                 tracing::warn!("{e}; the current settings keep serving");
+                self.config_hash = Some(hash);
                 return None;
             }
         };
+        self.wanted = config.filters.iter().map(|f| f.path.clone()).collect();
         let frozen = current.restart_required(&config);
         if !frozen.is_empty() {
             tracing::warn!(
@@ -143,6 +158,6 @@ impl Reloader {
                 frozen.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             );
         }
-        Some(current.with_connection_of(config))
+        Some((current.with_connection_of(config), hash))
     }
 }

@@ -220,3 +220,23 @@ async fn a_restart_loads_filters_from_the_compile_cache() {
         assert_eq!(body(&b.ask("echo", "x").await).as_deref(), Some("x??"), "the cached filter works");
     }
 }
+
+#[tokio::test]
+async fn a_config_that_adds_a_broken_filter_applies_once_the_filter_is_fixed() {
+    let Some(commands) = guest(EXAMPLES, "commands") else { return };
+    let options = Options { toml: "watch = true\n", url_in_file: true, ..Options::default() };
+    let Some(mut b) = Bridge::start(options).await else { return };
+    let url = b.webhook.url.clone();
+    // The new filter lives in a directory nothing watched before.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let filter = elsewhere.path().join("commands.wasm");
+    std::fs::write(&filter, b"not yet built").expect("write");
+    let edited = format!("watch = true\npost_url = {url:?}\n[[filter]]\npath = {:?}\n", filter.display().to_string());
+    std::fs::write(&b.config, edited).expect("edit config");
+    b.host.wait_for_log("reload not applied", RELOAD_WAIT).await.expect("the broken filter is reported");
+    assert_eq!(body(&b.ask("echo", "/ping").await).as_deref(), Some("/ping"), "no filter yet");
+
+    std::fs::write(&filter, &commands).expect("build the filter");
+    b.host.wait_for_log("reloaded in", RELOAD_WAIT).await.expect("the config applies with its filter");
+    assert_eq!(body(&b.ask("echo", "/ping").await).as_deref(), Some("pong"));
+}
