@@ -254,7 +254,7 @@ fn write_element(el: &Element, parent_ns: &str, out: &mut impl Sink) {
             out.push_str(&format!("\" {prefix}:{}", name.as_str()));
         }
         out.push_str("=\"");
-        escape_into(value, out);
+        escape_attr_into(value, out);
         out.push('"');
     }
     if el.nodes().next().is_none() {
@@ -273,6 +273,8 @@ fn write_element(el: &Element, parent_ns: &str, out: &mut impl Sink) {
     out.push('>');
 }
 
+/// Escapes text as the reference does, plus carriage returns: a parser turns a raw CR into a
+/// newline, so a CR the stanza carried (as `&#13;`) would not reach the webhook (found by fuzzing).
 fn escape_into(text: &str, out: &mut impl Sink) {
     for c in text.chars() {
         match c {
@@ -281,7 +283,20 @@ fn escape_into(text: &str, out: &mut impl Sink) {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#13;"),
             c => out.push(c),
+        }
+    }
+}
+
+/// Escapes an attribute value: as text, plus tabs and newlines, which a parser would turn into
+/// spaces in an attribute (XML 1.0 §3.3.3). Ordinary stanzas come out as the reference writes them.
+fn escape_attr_into(value: &str, out: &mut impl Sink) {
+    for c in value.chars() {
+        match c {
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            c => escape_into(c.encode_utf8(&mut [0; 4]), out),
         }
     }
 }
@@ -396,6 +411,19 @@ mod tests {
         let el = parse_stanza_override("<message xmlns='jabber:client'><body>x</body></message>").expect("parses");
         assert_eq!(el.ns(), NS_COMPONENT);
         assert!(el.children().all(|c| c.ns() == NS_COMPONENT));
+    }
+
+    #[test]
+    fn whitespace_characters_survive_the_written_stanza() {
+        // Found by fuzzing: a newline in an attribute or a CR in text, written raw, would reach
+        // the webhook as a space or a newline.
+        let el = parse_received("<message id='a&#10;b&#9;c'><body>x&#13;y\nz</body></message>").expect("parses");
+        let xml = to_xml_string(&el);
+        assert_eq!(xml, "<message id=\"a&#10;b&#9;c\"><body>x&#13;y\nz</body></message>");
+        let again = parse_received(&xml).expect("parses again");
+        assert_eq!(again.attr("id"), Some("a\nb\tc"));
+        assert_eq!(again.get_child("body", NS_COMPONENT).map(Element::text).as_deref(), Some("x\ry\nz"));
+        assert_eq!(xml_len(&el), xml.len());
     }
 
     #[test]
