@@ -1,5 +1,6 @@
 //! Whether the component stream is up, since when, and the last connection error: what
-//! `GET /healthz` reports (SPEC §10.2). The connection task writes it, the API reads it.
+//! `GET /healthz` reports (SPEC §10.2). The connection task writes it (and with it the
+//! `connected` and `reconnects` metrics), the API reads it.
 
 use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
@@ -19,7 +20,9 @@ pub fn health() -> &'static Mutex<Status> {
     &HEALTH
 }
 
-pub fn set_up() {
+/// The stream is up; `reconnect` when it is not the process's first.
+pub fn set_up(reconnect: bool) {
+    crate::metrics::metrics().connection_up(reconnect);
     if let Ok(mut status) = health().lock() {
         status.connected = true;
         status.since = SystemTime::now();
@@ -27,6 +30,7 @@ pub fn set_up() {
 }
 
 pub fn set_down(error: &str) {
+    crate::metrics::metrics().connection_down();
     if let Ok(mut status) = health().lock() {
         if status.connected {
             status.since = SystemTime::now();

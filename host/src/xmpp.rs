@@ -120,21 +120,18 @@ async fn run(
                 }
                 failures = 0;
                 explained = None;
-                crate::health::set_up();
-                crate::metrics::metrics().connection_up(sessions > 0);
+                crate::health::set_up(sessions > 0);
                 sessions += 1;
                 tracing::info!(server = %settings.server, domain = %settings.domain, "connected, serving {}", settings.domain);
                 let end = serve(stream, &settings, &stop_reading, &mut outgoing, &incoming, &mut unsent).await;
                 match end {
                     SessionEnd::Finished => {
                         crate::health::set_down("stream closed at shutdown");
-                        crate::metrics::metrics().connection_down();
                         tracing::info!("stream closed");
                         return;
                     }
                     SessionEnd::Lost(why) => {
                         crate::health::set_down(&format!("connection lost: {why}"));
-                        crate::metrics::metrics().connection_down();
                         let delay = backoff(0);
                         tracing::warn!("connection lost: {why}; reconnecting in {} ms", delay.as_millis());
                         tokio::time::sleep(delay).await;
