@@ -144,13 +144,8 @@ impl Webhook {
 /// the same stanza delivered twice carries the same `webhook-id` and the webhook can drop the
 /// second. Without an `id` nothing tells a resend from a repeat: a random id.
 fn delivery_id(event: &Value) -> String {
-    use sha2::{Digest, Sha256};
     match (event.get("id").and_then(Value::as_str), event.get("stanza").and_then(Value::as_str)) {
-        (Some(_), Some(stanza)) => {
-            let digest = Sha256::digest(stanza.as_bytes());
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            format!("msg_{hex}")
-        }
+        (Some(_), Some(stanza)) => format!("msg_{}", &crate::filter::content_hash(stanza.as_bytes())[..32]),
         _ => format!("msg_{:032x}", rand::random::<u128>()),
     }
 }

@@ -28,7 +28,8 @@ pub struct CompileCache {
     engine_key: String,
 }
 
-/// The SHA-256 of a file's bytes, hex: keys the cache, and tells a reload whether a file changed.
+/// The SHA-256 of some bytes, hex: keys the cache, tells a reload whether a file changed, and
+/// names a delivery (`webhook-id`).
 pub fn content_hash(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
