@@ -26,13 +26,18 @@ pub use config::Config;
 
 /// Serves the configured domain until `shutdown` is cancelled, then drains and closes cleanly.
 pub async fn run(source: config::ConfigSource, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let hangups = watch::hangups();
     let reloader = tokio::task::spawn_blocking(move || reload::Reloader::start(source)).await??;
-    serve(reloader, shutdown).await
+    serve(reloader, hangups, shutdown).await
 }
 
 /// `run` with the config and filters already loaded (the binary loads them first, so that a
 /// mistake in either exits with the configuration error code).
-pub async fn serve(reloader: reload::Reloader, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn serve(
+    reloader: reload::Reloader,
+    hangups: watch::Hangups,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let live = reloader.live();
     let config = live.load().config.clone();
     let filters = live.load().filters.names().join(" → ");
@@ -57,7 +62,7 @@ pub async fn serve(reloader: reload::Reloader, shutdown: CancellationToken) -> a
         api::spawn(listener, live.clone(), outbox.clone(), shutdown.clone());
     }
     tracing::info!("{}", config.summary());
-    let reloads = watch::spawn(reloader, shutdown.clone());
+    let reloads = watch::spawn(reloader, hangups, shutdown.clone());
     pipeline::Pipeline::new(live.clone(), outbox).run(incoming, shutdown).await;
     reloads.abort();
     // The pipeline is gone, so the outbox has no producers left: the connection sends what is

@@ -117,6 +117,15 @@ fn main() -> ExitCode {
         Command::Check(s) => (s, true),
         Command::Filter(FilterCommand::Run(args)) => return filter_run(args),
     };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stanzahook: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Before the filters compile (seconds in a debug build): a SIGHUP meanwhile must not kill.
+    let hangups = if check_only { None } else { runtime.block_on(async { stanzahook::watch::hangups() }) };
     let reloader = match stanzahook::reload::Reloader::start(settings.source()) {
         Ok(reloader) => reloader,
         Err(e) => {
@@ -132,16 +141,9 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("stanzahook: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result = runtime.block_on(async {
         let shutdown = stanzahook::shutdown::on_signals();
-        stanzahook::serve(reloader, shutdown).await
+        stanzahook::serve(reloader, hangups, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,16 +20,15 @@ pub const QUIET: Duration = Duration::from_millis(40);
 /// A file that keeps changing is looked at after this long anyway.
 const MAX_WAIT: Duration = Duration::from_secs(1);
 
-/// Runs reloads until `shutdown`.
-pub fn spawn(reloader: Reloader, shutdown: CancellationToken) -> JoinHandle<()> {
-    tokio::spawn(run(reloader, shutdown))
+/// Runs reloads until `shutdown`; `hangups` from `hangups()`.
+pub fn spawn(reloader: Reloader, hangups: Hangups, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(run(reloader, hangups, shutdown))
 }
 
-async fn run(mut reloader: Reloader, shutdown: CancellationToken) {
+async fn run(mut reloader: Reloader, mut hangups: Hangups, shutdown: CancellationToken) {
     let (events, mut incoming) = mpsc::unbounded_channel();
     let mut watch = Watch { watcher: None, dirs: BTreeSet::new(), files: BTreeSet::new(), events };
     watch.update(&reloader);
-    let mut hangups = hangups();
     loop {
         let cause = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -131,14 +130,15 @@ impl Watch {
     }
 }
 
+/// SIGHUP, as `systemctl reload` sends it.
 #[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
+pub type Hangups = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangups = Option<()>;
+pub type Hangups = Option<()>;
 
-/// SIGHUP's default action ends the process: listening for it at start keeps an operator's
-/// `systemctl reload` from killing stanzahook.
-fn hangups() -> Hangups {
+/// Starts listening for SIGHUP, whose default action ends the process: call it first thing (in
+/// the runtime), so that a reload sent while filters compile at start does not kill stanzahook.
+pub fn hangups() -> Hangups {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -240,3 +240,18 @@ async fn a_config_that_adds_a_broken_filter_applies_once_the_filter_is_fixed() {
     b.host.wait_for_log("reloaded in", RELOAD_WAIT).await.expect("the config applies with its filter");
     assert_eq!(body(&b.ask("echo", "/ping").await).as_deref(), Some("pong"));
 }
+
+#[tokio::test]
+async fn a_sighup_while_filters_compile_at_start_does_not_end_the_process() {
+    let Some(tag) = guest(TEST_GUESTS, "tag") else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let filter = dir.path().join("tag.wasm");
+    std::fs::write(&filter, &tag).expect("write filter");
+    // No cache: the compile takes long enough for the signal to land in it.
+    let toml = format!("compile_cache = \"off\"\n[[filter]]\npath = {:?}\n", filter.display().to_string());
+    let mut b = crate::harness::FakeBridge::start(&toml).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.host.hangup().expect("SIGHUP");
+    b.server.accept(RELOAD_WAIT).await.expect("stanzahook still starts and connects");
+    assert!(b.host.is_running(), "{}", b.host.log());
+}
