@@ -110,6 +110,8 @@ pub struct WebhookSettings {
     pub timeout: Duration,
     pub max_response_bytes: usize,
     pub max_in_flight: usize,
+    /// HTTP connections to the webhook open at once; stanzas in flight beyond them wait for one.
+    pub max_connections: usize,
     /// Signs requests when it holds keys (SPEC §3.3).
     pub signer: crate::signing::Signer,
 }
@@ -256,6 +258,7 @@ struct RawWebhook {
     timeout: Option<String>,
     max_response_size: Option<usize>,
     max_in_flight: Option<usize>,
+    max_connections: Option<usize>,
     #[serde(default)]
     signing_secrets: Vec<String>,
 }
@@ -368,6 +371,7 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         timeout: duration(raw.webhook.timeout, "webhook.timeout", Duration::from_secs(10))?,
         max_response_bytes: positive(raw.webhook.max_response_size, "webhook.max_response_size", 1024 * 1024)?,
         max_in_flight: positive(raw.webhook.max_in_flight, "webhook.max_in_flight", 256)?,
+        max_connections: positive(raw.webhook.max_connections, "webhook.max_connections", 1024)?,
         signer: crate::signing::Signer::from_secrets(&raw.webhook.signing_secrets)
             .map_err(|why| err("webhook.signing_secrets", why))?,
     };
@@ -529,6 +533,7 @@ post_url = "http://127.0.0.1:8080/hook"
         assert!(c.forwards(Kind::Message) && !c.forwards(Kind::Iq) && !c.forwards(Kind::Presence));
         assert_eq!(c.webhook.timeout, Duration::from_secs(10));
         assert_eq!(c.webhook.max_response_bytes, 1024 * 1024);
+        assert_eq!((c.webhook.max_in_flight, c.webhook.max_connections), (256, 1024));
         assert_eq!(c.connection.max_stanza_bytes, 256 * 1024);
         assert_eq!(c.shutdown_grace, Duration::from_secs(10));
         assert_eq!((c.identity.category.as_str(), c.identity.kind.as_str()), ("client", "bot"));

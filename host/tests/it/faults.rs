@@ -166,3 +166,24 @@ async fn an_answer_with_a_control_character_is_refused_and_the_stream_stays_up()
     assert_eq!(body(&b.ask("echo", "still here").await).as_deref(), Some("still here"));
     assert_eq!(b.host.log().matches("connected, serving").count(), 1, "{}", b.host.log());
 }
+
+#[tokio::test]
+async fn beyond_max_connections_stanzas_wait_for_a_connection() {
+    let b = FakeBridge::start("[webhook]\nmax_in_flight = 10\nmax_connections = 2\n").await;
+    let mut session = b.server.accept(WAIT).await.expect("connects");
+    for i in 0..4 {
+        session
+            .send(&format!(
+                "<message from='user{i}@localhost/r' to='slow@{DOMAIN}' type='chat'><body>{i}</body></message>"
+            ))
+            .await
+            .expect("send");
+    }
+    b.webhook.wait_for(2, WAIT).await.expect("two calls start");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(b.webhook.requests().len(), 2, "no more than max_connections calls at once");
+    for _ in 0..4 {
+        let reply = session.read_until("</message>", Duration::from_secs(20)).await.expect("every stanza answered");
+        assert_ne!(attr(&reply, "type"), Some("error"), "{reply}");
+    }
+}
