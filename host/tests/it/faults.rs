@@ -127,12 +127,12 @@ async fn webhook_faults_get_their_errors_and_memory_stays_bounded() {
     assert!(b.host.is_running(), "stanzahook stays up; log:\n{}", b.host.log());
 }
 
-#[tokio::test]
-async fn beyond_max_in_flight_stanzas_wait_and_none_is_lost() {
-    let b = FakeBridge::start("[webhook]\nmax_in_flight = 4\n").await;
+/// `senders` stanzas at once, each from its own sender to the 3-second webhook, with `toml`: only
+/// `running` calls may be under way at a time, and every sender is answered once.
+async fn only_some_calls_run(toml: &str, senders: usize, running: usize, bound: &str) {
+    let b = FakeBridge::start(toml).await;
     let mut session = b.server.accept(WAIT).await.expect("connects");
-    // Ten senders at once, each to the 3-second webhook: only four calls may run.
-    for i in 0..10 {
+    for i in 0..senders {
         session
             .send(&format!(
                 "<message from='user{i}@localhost/r' to='slow@{DOMAIN}' type='chat' id='w{i}'><body>{i}</body></message>"
@@ -140,19 +140,29 @@ async fn beyond_max_in_flight_stanzas_wait_and_none_is_lost() {
             .await
             .expect("send");
     }
-    b.webhook.wait_for(4, WAIT).await.expect("four calls start");
+    b.webhook.wait_for(running, WAIT).await.expect("the first calls start");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(b.webhook.requests().len(), 4, "no more than max_in_flight calls at once");
+    assert_eq!(b.webhook.requests().len(), running, "no more than {bound} calls at once");
     let mut answered = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..senders {
         let reply = session.read_until("</message>", Duration::from_secs(20)).await.expect("every stanza answered");
         assert_ne!(attr(&reply, "type"), Some("error"), "{reply}");
         answered.push(attr(&reply, "to").expect("to").to_owned());
     }
     answered.sort();
-    let mut expected: Vec<String> = (0..10).map(|i| format!("user{i}@localhost/r")).collect();
+    let mut expected: Vec<String> = (0..senders).map(|i| format!("user{i}@localhost/r")).collect();
     expected.sort();
     assert_eq!(answered, expected, "each sender answered once");
+}
+
+#[tokio::test]
+async fn beyond_max_in_flight_stanzas_wait_and_none_is_lost() {
+    only_some_calls_run("[webhook]\nmax_in_flight = 4\n", 10, 4, "max_in_flight").await;
+}
+
+#[tokio::test]
+async fn beyond_max_connections_stanzas_wait_for_a_connection() {
+    only_some_calls_run("[webhook]\nmax_in_flight = 10\nmax_connections = 2\n", 4, 2, "max_connections").await;
 }
 
 #[tokio::test]
@@ -165,25 +175,4 @@ async fn an_answer_with_a_control_character_is_refused_and_the_stream_stays_up()
     assert!(testkit::client::error_text(&reply).unwrap_or_default().contains("U+000C"), "{reply:?}");
     assert_eq!(body(&b.ask("echo", "still here").await).as_deref(), Some("still here"));
     assert_eq!(b.host.log().matches("connected, serving").count(), 1, "{}", b.host.log());
-}
-
-#[tokio::test]
-async fn beyond_max_connections_stanzas_wait_for_a_connection() {
-    let b = FakeBridge::start("[webhook]\nmax_in_flight = 10\nmax_connections = 2\n").await;
-    let mut session = b.server.accept(WAIT).await.expect("connects");
-    for i in 0..4 {
-        session
-            .send(&format!(
-                "<message from='user{i}@localhost/r' to='slow@{DOMAIN}' type='chat'><body>{i}</body></message>"
-            ))
-            .await
-            .expect("send");
-    }
-    b.webhook.wait_for(2, WAIT).await.expect("two calls start");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(b.webhook.requests().len(), 2, "no more than max_connections calls at once");
-    for _ in 0..4 {
-        let reply = session.read_until("</message>", Duration::from_secs(20)).await.expect("every stanza answered");
-        assert_ne!(attr(&reply, "type"), Some("error"), "{reply}");
-    }
 }
