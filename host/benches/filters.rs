@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use stanzahook::filter::{AfterDecision, BeforeDecision, FilterEngine, FilterSettings, LoadedFilter};
+use stanzahook::filter::{AfterDecision, BeforeDecision, CallReport, FilterEngine, FilterSettings, LoadedFilter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // The daemon's allocator, so that in-process figures match it.
@@ -61,6 +61,14 @@ struct Split {
     teardown: Duration,
 }
 
+impl Split {
+    fn add(&mut self, report: &CallReport) {
+        self.instantiate += report.instantiate;
+        self.calls += report.call;
+        self.teardown += report.teardown;
+    }
+}
+
 /// One stanza through two filters the way the chain does it: JSON out, guest call, JSON back.
 fn one_stanza(
     a: &LoadedFilter,
@@ -71,22 +79,16 @@ fn one_stanza(
 ) -> anyhow::Result<()> {
     let seen_a = event.to_string();
     let (verdict, report) = a.before(&seen_a);
-    split.instantiate += report.instantiate;
-    split.calls += report.call;
-    split.teardown += report.teardown;
+    split.add(&report);
     let BeforeDecision::Rewrite(event_b) = verdict? else { bail!("tag filter did not rewrite") };
     let seen_b = event_b.to_string();
     let (verdict, report) = b.before(&seen_b);
-    split.instantiate += report.instantiate;
-    split.calls += report.call;
-    split.teardown += report.teardown;
+    split.add(&report);
     let BeforeDecision::Rewrite(_posted) = verdict? else { bail!("tag filter did not rewrite") };
     let mut reply_text = reply.to_string();
     for (filter, seen) in [(b, &seen_b), (a, &seen_a)] {
         let (verdict, report) = filter.after(seen, 200, Some(&reply_text));
-        split.instantiate += report.instantiate;
-        split.calls += report.call;
-        split.teardown += report.teardown;
+        split.add(&report);
         let AfterDecision::Replace(value) = verdict? else { bail!("tag filter did not replace") };
         reply_text = value.to_string();
     }
