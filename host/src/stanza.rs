@@ -233,7 +233,7 @@ fn write_element(el: &Element, parent_ns: &str, out: &mut impl Sink) {
     out.push_str(el.name());
     if ns != parent_ns {
         out.push_str(" xmlns=\"");
-        escape_into(&ns, out);
+        escape_attr_into(&ns, out);
         out.push('"');
     }
     let mut extra_prefixes = 0;
@@ -250,7 +250,7 @@ fn write_element(el: &Element, parent_ns: &str, out: &mut impl Sink) {
             extra_prefixes += 1;
             let prefix = format!("ns{extra_prefixes}");
             out.push_str(&format!("xmlns:{prefix}=\""));
-            escape_into(attr_ns, out);
+            escape_attr_into(attr_ns, out);
             out.push_str(&format!("\" {prefix}:{}", name.as_str()));
         }
         out.push_str("=\"");
@@ -417,9 +417,10 @@ mod tests {
     fn whitespace_characters_survive_the_written_stanza() {
         // Found by fuzzing: a newline in an attribute or a CR in text, written raw, would reach
         // the webhook as a space or a newline.
-        let el = parse_received("<message id='a&#10;b&#9;c'><body>x&#13;y\nz</body></message>").expect("parses");
+        let el = parse_received("<message id='a&#10;b&#9;c'><body>x&#13;y\nz</body><x xmlns='urn:a&#10;b'/></message>")
+            .expect("parses");
         let xml = to_xml_string(&el);
-        assert_eq!(xml, "<message id=\"a&#10;b&#9;c\"><body>x&#13;y\nz</body></message>");
+        assert_eq!(xml, "<message id=\"a&#10;b&#9;c\"><body>x&#13;y\nz</body><x xmlns=\"urn:a&#10;b\"/></message>");
         let again = parse_received(&xml).expect("parses again");
         assert_eq!(again.attr("id"), Some("a\nb\tc"));
         assert_eq!(again.get_child("body", NS_COMPONENT).map(Element::text).as_deref(), Some("x\ry\nz"));
