@@ -9,6 +9,13 @@ fn iq_with_id(id: &'static str) -> impl Fn(&Element) -> bool {
     move |el| el.name() == "iq" && el.attr("id") == Some(id)
 }
 
+/// Alice sends the iq `xml`, whose id is `id`; returns the iq that answers it.
+async fn ask_iq(b: &mut Bridge, xml: &str, id: &'static str) -> Element {
+    b.alice.send(xml).await.expect("send");
+    let (answer, _) = b.alice.expect(WAIT, &format!("the answer to iq {id}"), iq_with_id(id)).await.expect("answer");
+    answer
+}
+
 #[tokio::test]
 async fn presence_probe_subscribe_unsubscribe() {
     let Some(mut b) = Bridge::start(Options::default()).await else {
@@ -25,8 +32,7 @@ async fn presence_probe_subscribe_unsubscribe() {
         .expect("available");
     assert_eq!(available.attr("from"), Some(bot_res.as_str()));
     // The server applied the bot's `subscribed`: alice's roster shows a subscription to the bot.
-    b.alice.send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>").await.expect("send");
-    let (roster, _) = b.alice.expect(WAIT, "roster", iq_with_id("roster1")).await.expect("roster");
+    let roster = ask_iq(&mut b, "<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>", "roster1").await;
     let item = roster
         .children()
         .flat_map(Element::children)
@@ -59,13 +65,12 @@ async fn disco_ping_version_and_unknown_iq() {
     let Some(mut b) = Bridge::start(Options::default()).await else {
         return;
     };
-    b.alice
-        .send(&format!(
-            "<iq to='{DOMAIN}' type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
-        ))
-        .await
-        .expect("send");
-    let (info, _) = b.alice.expect(WAIT, "disco#info", iq_with_id("d1")).await.expect("disco");
+    let info = ask_iq(
+        &mut b,
+        &format!("<iq to='{DOMAIN}' type='get' id='d1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"),
+        "d1",
+    )
+    .await;
     assert_eq!(info.attr("type"), Some("result"));
     let query = info.get_child("query", "http://jabber.org/protocol/disco#info").expect("query");
     let identity = query.get_child("identity", "http://jabber.org/protocol/disco#info").expect("identity");
@@ -75,35 +80,32 @@ async fn disco_ping_version_and_unknown_iq() {
         assert!(features.contains(&f), "missing feature {f}: {features:?}");
     }
 
-    b.alice
-        .send(&format!(
+    let items = ask_iq(
+        &mut b,
+        &format!(
             "<iq to='echo@{DOMAIN}' type='get' id='d2'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
-        ))
-        .await
-        .expect("send");
-    let (items, _) = b.alice.expect(WAIT, "disco#items", iq_with_id("d2")).await.expect("items");
+        ),
+        "d2",
+    )
+    .await;
     assert_eq!(items.attr("type"), Some("result"));
 
-    b.alice
-        .send(&format!("<iq to='{DOMAIN}' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"))
-        .await
-        .expect("send");
-    let (pong, _) = b.alice.expect(WAIT, "pong", iq_with_id("p1")).await.expect("pong");
+    let pong =
+        ask_iq(&mut b, &format!("<iq to='{DOMAIN}' type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"), "p1").await;
     assert_eq!(pong.attr("type"), Some("result"));
 
-    b.alice
-        .send(&format!("<iq to='{DOMAIN}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"))
-        .await
-        .expect("send");
-    let (version, _) = b.alice.expect(WAIT, "version", iq_with_id("v1")).await.expect("version");
+    let version =
+        ask_iq(&mut b, &format!("<iq to='{DOMAIN}' type='get' id='v1'><query xmlns='jabber:iq:version'/></iq>"), "v1")
+            .await;
     let query = version.get_child("query", "jabber:iq:version").expect("query");
     assert_eq!(query.get_child("name", "jabber:iq:version").map(Element::text).as_deref(), Some("stanzahook"));
 
-    b.alice
-        .send(&format!("<iq to='{DOMAIN}' type='set' id='u1'><thing xmlns='urn:example:unknown'/></iq>"))
-        .await
-        .expect("send");
-    let (refused, _) = b.alice.expect(WAIT, "error", iq_with_id("u1")).await.expect("error");
+    let refused = ask_iq(
+        &mut b,
+        &format!("<iq to='{DOMAIN}' type='set' id='u1'><thing xmlns='urn:example:unknown'/></iq>"),
+        "u1",
+    )
+    .await;
     assert_eq!(error_of(&refused), Some(("service-unavailable".into(), "cancel".into())));
     assert!(b.webhook.requests().is_empty(), "iq is not forwarded by default");
 }
@@ -129,11 +131,9 @@ async fn forwarded_iq_gets_exactly_one_answer_with_its_id() {
     );
 
     // 204: an empty result all the same.
-    b.alice
-        .send(&format!("<iq to='s204@{DOMAIN}' type='set' id='q2'><x xmlns='urn:example:ask'/></iq>"))
-        .await
-        .expect("send");
-    let (empty, _) = b.alice.expect(WAIT, "empty result", iq_with_id("q2")).await.expect("result");
+    let empty =
+        ask_iq(&mut b, &format!("<iq to='s204@{DOMAIN}' type='set' id='q2'><x xmlns='urn:example:ask'/></iq>"), "q2")
+            .await;
     assert_eq!(empty.attr("type"), Some("result"));
     assert_eq!(empty.children().count(), 0);
 
@@ -162,11 +162,7 @@ async fn messages_not_forwarded_are_ignored() {
     b.alice.send(&crate::harness::message(&format!("echo@{DOMAIN}"), "anyone?")).await.expect("send");
     b.expect_silence().await;
     // The iq kind is forwarded instead: its request reaches the webhook.
-    b.alice
-        .send(&format!("<iq to='s204@{DOMAIN}' type='get' id='f1'><x xmlns='urn:example:ask'/></iq>"))
-        .await
-        .expect("send");
-    b.alice.expect(WAIT, "empty result", iq_with_id("f1")).await.expect("result");
+    ask_iq(&mut b, &format!("<iq to='s204@{DOMAIN}' type='get' id='f1'><x xmlns='urn:example:ask'/></iq>"), "f1").await;
     let requests = b.webhook_saw(1).await;
     assert_eq!(requests[0].event["kind"], "iq", "only the iq was forwarded");
 }
