@@ -80,18 +80,19 @@ fn one_stanza(
     let seen_a = event.to_string();
     let (verdict, report) = a.before(&seen_a);
     split.add(&report);
-    let BeforeDecision::Rewrite(event_b) = verdict? else { bail!("tag filter did not rewrite") };
-    let seen_b = event_b.to_string();
-    let (verdict, report) = b.before(&seen_b);
+    let BeforeDecision::Rewrite(seen_b) = verdict? else { bail!("tag filter did not rewrite") };
+    let (verdict, report) = b.before(seen_b.as_str());
     split.add(&report);
     let BeforeDecision::Rewrite(_posted) = verdict? else { bail!("tag filter did not rewrite") };
     let mut reply_text = reply.to_string();
-    for (filter, seen) in [(b, &seen_b), (a, &seen_a)] {
+    for (filter, seen) in [(b, seen_b.as_str()), (a, seen_a.as_str())] {
         let (verdict, report) = filter.after(seen, 200, Some(&reply_text));
         split.add(&report);
-        let AfterDecision::Replace(value) = verdict? else { bail!("tag filter did not replace") };
-        reply_text = value.to_string();
+        let AfterDecision::Replace(text) = verdict? else { bail!("tag filter did not replace") };
+        reply_text = text.into_string();
     }
+    // What the reply checks read.
+    let _reply: Value = serde_json::from_str(&reply_text)?;
     Ok(())
 }
 

@@ -162,14 +162,15 @@ impl Handling<'_> {
     /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
     async fn forward(&self, el: &Element) {
         let event = payload::event(el);
+        let body = event.to_string();
         let (outcome, status, trail) = if self.live.filters.is_empty() {
-            let outcome = self.live.webhook.post(&event).await;
+            let outcome = self.live.webhook.post(&event, body).await;
             let status = outcome.status();
             (outcome, status, Trail::default())
         } else {
-            match self.live.filters.before(event).await {
-                BeforeOutcome::Post { event, trail } => {
-                    let outcome = self.live.webhook.post(&event).await;
+            match self.live.filters.before(body).await {
+                BeforeOutcome::Post { event: body, trail } => {
+                    let outcome = self.live.webhook.post(&event, body).await;
                     let status = outcome.status();
                     (outcome, status, trail)
                 }
@@ -183,7 +184,7 @@ impl Handling<'_> {
             outcome
         } else {
             let reply = match &outcome {
-                Outcome::Answer(reply) => Some(reply.clone()),
+                Outcome::Answer(reply) => Some(reply.to_string()),
                 _ => None,
             };
             match self.live.filters.after(trail, status, reply).await {

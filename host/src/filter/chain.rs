@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
+use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, JsonText, LoadedFilter};
 use super::workers::FilterWorkers;
 use super::{Level, OnError};
 use serde_json::Value;
@@ -25,8 +25,8 @@ impl Trail {
 /// Where the `before` hooks leave a stanza.
 #[derive(Debug)]
 pub enum BeforeOutcome {
-    /// POST this event to the webhook.
-    Post { event: Value, trail: Trail },
+    /// POST this event (the JSON text of an object) to the webhook.
+    Post { event: String, trail: Trail },
     /// A filter answered: use this reply JSON without calling the webhook.
     Answer { reply: Value, trail: Trail },
     /// A filter dropped the stanza.
@@ -76,15 +76,15 @@ impl FilterChain {
         self.filters.iter().map(LoadedFilter::name).collect()
     }
 
-    /// Runs the `before` hooks.
-    pub async fn before(self: &Arc<Self>, event: Value) -> BeforeOutcome {
+    /// Runs the `before` hooks on the event's JSON text.
+    pub async fn before(self: &Arc<Self>, event: String) -> BeforeOutcome {
         self.off_thread(move |chain| chain.before_blocking(event))
             .await
             .unwrap_or_else(|| BeforeOutcome::Reject { filter: "chain".into() })
     }
 
-    /// Runs the `after` hooks of the filters in `trail`, last first.
-    pub async fn after(self: &Arc<Self>, trail: Trail, status: u16, reply: Option<Value>) -> AfterOutcome {
+    /// Runs the `after` hooks of the filters in `trail`, last first, on the reply's JSON text.
+    pub async fn after(self: &Arc<Self>, trail: Trail, status: u16, reply: Option<String>) -> AfterOutcome {
         self.off_thread(move |chain| chain.after_blocking(trail, status, reply))
             .await
             .unwrap_or_else(|| AfterOutcome::Reject { filter: "chain".into() })
@@ -100,11 +100,10 @@ impl FilterChain {
         workers.run(move || work(&chain)).await
     }
 
-    fn before_blocking(&self, mut event: Value) -> BeforeOutcome {
+    fn before_blocking(&self, mut event: String) -> BeforeOutcome {
         let mut trail = Trail::default();
         for (index, filter) in self.filters.iter().enumerate() {
-            let seen = event.to_string();
-            let (result, report) = filter.before(&seen);
+            let (result, report) = filter.before(&event);
             emit_logs(filter, &report);
             let outcome = match &result {
                 Ok(BeforeDecision::Pass) => "pass",
@@ -115,10 +114,10 @@ impl FilterChain {
             };
             record(filter, "before", outcome, &report);
             match result {
-                Ok(BeforeDecision::Pass) => trail.seen.push((index, seen)),
+                Ok(BeforeDecision::Pass) => trail.seen.push((index, event.clone())),
                 Ok(BeforeDecision::Rewrite(new_event)) => {
+                    let seen = std::mem::replace(&mut event, new_event.into_string());
                     trail.seen.push((index, seen));
-                    event = new_event;
                 }
                 Ok(BeforeDecision::Answer(reply)) => {
                     tracing::debug!(filter = filter.name(), "answered without the webhook");
@@ -137,14 +136,14 @@ impl FilterChain {
         BeforeOutcome::Post { event, trail }
     }
 
-    fn after_blocking(&self, trail: Trail, status: u16, reply: Option<Value>) -> AfterOutcome {
-        let mut reply_text = reply.map(|r| r.to_string());
-        let mut replaced = None;
+    fn after_blocking(&self, trail: Trail, status: u16, mut reply: Option<String>) -> AfterOutcome {
+        // The last replacement, as text until the end: the next filter reads the text anyway.
+        let mut replaced: Option<(&LoadedFilter, JsonText)> = None;
         for (index, seen) in trail.seen.iter().rev() {
             let Some(filter) = self.filters.get(*index) else {
                 continue;
             };
-            let (result, report) = filter.after(seen, status, reply_text.as_deref());
+            let (result, report) = filter.after(seen, status, reply.as_deref());
             emit_logs(filter, &report);
             let outcome = match &result {
                 Ok(AfterDecision::Pass) => "pass",
@@ -154,9 +153,9 @@ impl FilterChain {
             };
             record(filter, "after", outcome, &report);
             match result {
-                Ok(AfterDecision::Replace(value)) => {
-                    reply_text = Some(value.to_string());
-                    replaced = Some(value);
+                Ok(AfterDecision::Replace(text)) => {
+                    reply = Some(text.as_str().to_owned());
+                    replaced = Some((filter, text));
                 }
                 Ok(AfterDecision::Pass) => {}
                 Ok(AfterDecision::Drop) => return AfterOutcome::Drop { filter: filter.name().to_owned() },
@@ -167,7 +166,14 @@ impl FilterChain {
                 }
             }
         }
-        replaced.map_or(AfterOutcome::Keep, AfterOutcome::Replace)
+        let Some((filter, text)) = replaced else { return AfterOutcome::Keep };
+        match text.to_value() {
+            Ok(value) => AfterOutcome::Replace(value),
+            Err(e) => match failed(filter, "after", &e) {
+                OnError::Reject => AfterOutcome::Reject { filter: filter.name().to_owned() },
+                OnError::Skip => AfterOutcome::Keep,
+            },
+        }
     }
 }
 

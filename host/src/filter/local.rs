@@ -56,11 +56,11 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
         Ok(verdict) => {
             let (name, json) = match &verdict {
                 BeforeDecision::Pass => ("pass", None),
-                BeforeDecision::Rewrite(j) => ("rewrite", Some(j)),
-                BeforeDecision::Answer(j) => ("answer", Some(j)),
+                BeforeDecision::Rewrite(j) => ("rewrite", j.to_value().ok()),
+                BeforeDecision::Answer(j) => ("answer", Some(j.clone())),
                 BeforeDecision::Drop => ("drop", None),
             };
-            section(&mut out, "before", name, json, &report);
+            section(&mut out, "before", name, json.as_ref(), &report);
         }
         Err(e) => {
             failed = true;
@@ -76,10 +76,10 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
             Ok(verdict) => {
                 let (name, json) = match &verdict {
                     AfterDecision::Pass => ("pass", None),
-                    AfterDecision::Replace(j) => ("replace", Some(j)),
+                    AfterDecision::Replace(j) => ("replace", j.to_value().ok()),
                     AfterDecision::Drop => ("drop", None),
                 };
-                section(&mut out, &format!("after (status {status})"), name, json, &report);
+                section(&mut out, &format!("after (status {status})"), name, json.as_ref(), &report);
             }
             Err(e) => {
                 failed = true;

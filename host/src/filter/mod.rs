@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use cache::{CompileCache, content_hash};
-pub use call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
+pub use call::{AfterDecision, BeforeDecision, CallReport, FilterError, JsonText, LoadedFilter};
 pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
 pub use engine::{FilterEngine, MAX_MEMORY_BYTES};
 pub use loader::{FilterLoader, Loaded};
