@@ -95,7 +95,7 @@ impl FilterEngine {
     }
 
     /// Compiles a component for this engine: cranelift, seconds for a large guest in a debug
-    /// build, so never on the async threads.
+    /// build, so never on the async thread.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
         Component::new(&self.engine, bytes)
             .map_err(anyhow::Error::from)
