@@ -7,12 +7,15 @@
 //!   minimal webhook (axum, answers `{"body": ...}`);
 //! - scenarios: no filter and a two-filter chain with 1,000 senders, one sender (ordering on), a
 //!   fixed 1,000 stanzas/s for latency, 10,000 stanzas in flight for memory, idle memory, start;
+//! - the end-to-end baseline: a real Prosody and a real client (tokio-xmpp), the client's messages
+//!   routed back to itself by Prosody alone, then to stanzahook's echo and back, so the server's
+//!   own cost and what stanzahook adds to it are side by side (skipped without `prosody`);
 //! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time.
 //!
 //! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use testkit::{HostProcess, Prosody, ProsodySetup, XmppClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -28,8 +32,15 @@ use tokio::sync::Semaphore;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DOMAIN: &str = "bot.localhost";
+const SECRET: &str = "bench";
 const STANZAS: usize = 20_000;
 const WINDOW: usize = 64;
+/// Messages per run through Prosody, as many as the other runs: Prosody (Lua, one thread) routes
+/// 10,000–20,000 a second for one client here, the slowest run (window 1, through stanzahook)
+/// 2,000–3,000, so the section's four runs and warm-ups take 15–20 s on two cores.
+const PROSODY_MESSAGES: usize = 20_000;
+/// How long the client waits for the next reply before the run counts as stalled.
+const STALL: Duration = Duration::from_secs(30);
 
 /// The webhook every run talks to: answers `{"body": <body>}` at once, or after `hold` ms when
 /// the stanza's local part is `hold` (to keep stanzas in flight).
@@ -130,22 +141,37 @@ async fn floor(url: &str, stanzas: usize, pace: Pace) -> anyhow::Result<Run> {
 
 /// stanzahook started with `toml`, connected to a fake server; the session's two halves.
 struct Host {
-    process: testkit::HostProcess,
+    process: HostProcess,
     reader: tokio::net::tcp::OwnedReadHalf,
     writer: tokio::net::tcp::OwnedWriteHalf,
     _dir: tempfile::TempDir,
     started_to_ready: Duration,
 }
 
-async fn start_host(webhook: &str, toml: &str) -> anyhow::Result<Host> {
-    let server = testkit::FakeComponentServer::bind().await?;
+/// A config file holding `toml`, in a directory that lives as long as the returned handle.
+fn config_file(toml: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("stanzahook.toml");
-    std::fs::write(&config, toml)?;
-    let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", webhook, Some(&config));
+    std::fs::write(&config, toml).context("writing stanzahook's config")?;
+    Ok((dir, config))
+}
+
+/// The release binary serving `DOMAIN` through the XMPP server at `server`, with `RUST_LOG=log`.
+fn launch(server: &str, webhook: &str, config: &Path, log: &str) -> anyhow::Result<HostProcess> {
+    let args = testkit::host::run_args(DOMAIN, server, SECRET, webhook, Some(config));
+    HostProcess::start_logging(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args, log)
+}
+
+/// stanzahook's log filter: `STANZAHOOK_BENCH_LOG`, or warnings only, so logging costs nothing.
+fn bench_log() -> String {
+    std::env::var("STANZAHOOK_BENCH_LOG").unwrap_or_else(|_| "warn".into())
+}
+
+async fn start_host(webhook: &str, toml: &str) -> anyhow::Result<Host> {
+    let server = testkit::FakeComponentServer::bind().await?;
+    let (dir, config) = config_file(toml)?;
     let started = Instant::now();
-    let log = std::env::var("STANZAHOOK_BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    let process = testkit::HostProcess::start_logging(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args, &log)?;
+    let process = launch(&server.addr, webhook, &config, &bench_log())?;
     let session = server.accept(Duration::from_secs(120)).await.context("stanzahook did not connect")?;
     let started_to_ready = started.elapsed();
     let (stream, _) = session.into_parts();
@@ -228,6 +254,143 @@ async fn pump(host: Host, stanzas: usize, senders: usize, pace: Pace, node: &str
     let writer = writing.await?;
     let run = Run { replies: latencies.len(), elapsed, latencies, cpu: Some(cpu), peak_rss: Some(peak_rss) };
     Ok((run, Host { process, reader, writer, _dir, started_to_ready }))
+}
+
+/// One window's pair of runs through a real Prosody: (a) without stanzahook, (b) with it.
+#[derive(Debug)]
+struct ThroughProsody {
+    window: usize,
+    alone: Run,
+    with_host: Run,
+}
+
+/// Baseline (2): a real Prosody and one real client. Prints a row per run and returns the pairs;
+/// without `prosody` on this machine, says so loudly and returns none (the rest still runs).
+async fn prosody_baseline(webhook: &str, base: &str) -> anyhow::Result<Vec<ThroughProsody>> {
+    if !testkit::on_path("prosody") {
+        eprintln!(
+            "\n!!!!! SKIPPED: the Prosody baseline (`prosody` is not installed: apt-get install prosody) !!!!!\n"
+        );
+        return Ok(Vec::new());
+    }
+    let setup = ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw");
+    let prosody = Prosody::start(&setup).context("starting Prosody")?;
+    let (host, _config_dir) = start_host_on(&prosody, webhook, base).await?;
+    let mut client = XmppClient::login(prosody.c2s_port, "alice", "alicepw")
+        .await
+        .with_context(|| format!("alice cannot log in to Prosody; its log:\n{}", prosody.log()))?;
+    // (a) goes to the client's own full JID: Prosody hands it straight back to the same session.
+    let (own, echo) = (client.jid.clone(), format!("echo@{DOMAIN}"));
+    let explain =
+        |e: anyhow::Error| e.context(format!("Prosody's log:\n{}\nstanzahook's log:\n{}", prosody.log(), host.log()));
+
+    // Warm both paths: Prosody's routes and caches, stanzahook's webhook connections.
+    converse(&mut client, &own, 500, WINDOW).await.map_err(explain)?;
+    converse(&mut client, &echo, 500, WINDOW).await.map_err(explain)?;
+    let mut pairs = Vec::new();
+    for window in [WINDOW, 1] {
+        let alone = converse(&mut client, &own, PROSODY_MESSAGES, window).await.map_err(explain)?;
+        row(&format!("Prosody alone: a real client to its own JID, window {window}"), &alone);
+        let with_host =
+            with_host_figures(&host, converse(&mut client, &echo, PROSODY_MESSAGES, window)).await.map_err(explain)?;
+        row(&format!("Prosody + stanzahook: a real client to echo@{DOMAIN}, window {window}"), &with_host);
+        pairs.push(ThroughProsody { window, alone, with_host });
+    }
+    Ok(pairs)
+}
+
+/// stanzahook on a real Prosody's component port, once it says it is serving.
+async fn start_host_on(
+    prosody: &Prosody,
+    webhook: &str,
+    toml: &str,
+) -> anyhow::Result<(HostProcess, tempfile::TempDir)> {
+    let (dir, config) = config_file(toml)?;
+    // Readiness is read from the log, so the connection's info lines stay on whatever the level.
+    let log = format!("{},stanzahook::xmpp=info", bench_log());
+    let mut process = launch(&prosody.component_addr(), webhook, &config, &log)?;
+    process
+        .wait_for_log("connected, serving", Duration::from_secs(60))
+        .await
+        .with_context(|| format!("stanzahook did not connect to Prosody; Prosody's log:\n{}", prosody.log()))?;
+    Ok((process, dir))
+}
+
+/// `run`, with stanzahook's CPU time over it and its peak RSS after it.
+async fn with_host_figures(
+    process: &HostProcess,
+    run: impl Future<Output = anyhow::Result<Run>>,
+) -> anyhow::Result<Run> {
+    let before = process.cpu_time()?;
+    let mut run = run.await?;
+    run.cpu = Some(process.cpu_time()?.saturating_sub(before));
+    run.peak_rss = Some(process.peak_rss()?);
+    Ok(run)
+}
+
+/// The client sends `messages` chat messages to `to` with at most `window` unanswered, each timed
+/// from just before its send to the arrival of the message that carries its number back.
+async fn converse(client: &mut XmppClient, to: &str, messages: usize, window: usize) -> anyhow::Result<Run> {
+    let mut sent_at: Vec<Option<Instant>> = vec![None; messages];
+    let mut latencies = Vec::with_capacity(messages);
+    let mut next = 0;
+    let started = Instant::now();
+    while latencies.len() < messages {
+        // The client is one `&mut` for both directions, so the loop alternates: top the window
+        // up, then take one stanza. `send` returns once the stanza is written, so the server
+        // still has the rest of the window to work on; with the window full, one send per reply.
+        while next < messages && next - latencies.len() < window {
+            sent_at[next] = Some(Instant::now());
+            let xml = format!("<message to='{to}' type='chat' id='p{next}'><body>n{next}</body></message>");
+            client.send(&xml).await.with_context(|| format!("sending message {next}"))?;
+            next += 1;
+        }
+        let stanza = client.recv_any(STALL).await?.with_context(|| {
+            format!("no reply within {} s; {} of {messages} answered", STALL.as_secs(), latencies.len())
+        })?;
+        let Some(i) = reply_number(&stanza)? else { continue };
+        let sent = sent_at.get_mut(i).and_then(Option::take).with_context(|| format!("unexpected reply n{i}"))?;
+        latencies.push(sent.elapsed());
+    }
+    let elapsed = started.elapsed();
+    Ok(Run { replies: latencies.len(), elapsed, latencies, cpu: None, peak_rss: None })
+}
+
+/// The number a reply carries in its body (`n<i>`), or `None` for stanzas that are not replies
+/// (the server's presence and roster traffic). The body, not the id, is what both paths keep:
+/// a message reply built from the webhook's `body` carries no id (`payload::replies`).
+fn reply_number(stanza: &testkit::Element) -> anyhow::Result<Option<usize>> {
+    if stanza.name() != "message" {
+        return Ok(None);
+    }
+    if stanza.attr("type") == Some("error") {
+        let (condition, kind) = testkit::client::error_of(stanza).unwrap_or_default();
+        bail!("a message came back as an error ({condition}, {kind}): {}", String::from(stanza));
+    }
+    let body = testkit::client::body(stanza).unwrap_or_default();
+    Ok(body.strip_prefix('n').and_then(|digits| digits.parse().ok()))
+}
+
+/// One line: what stanzahook adds on top of Prosody at each window, as p50/p99 differences and
+/// the throughput ratio (b)/(a).
+fn prosody_summary(pairs: &[ThroughProsody]) {
+    if pairs.is_empty() {
+        println!("what stanzahook adds to a real Prosody: not measured (`prosody` is not installed)");
+        return;
+    }
+    let delta = |b: Duration, a: Duration| format!("{:+.2}", (b.as_secs_f64() - a.as_secs_f64()) * 1e3);
+    let parts: Vec<String> = pairs
+        .iter()
+        .map(|ThroughProsody { window, alone: a, with_host: b }| {
+            format!(
+                "window {window}: p50 {} ms, p99 {} ms, replies/s {:.0}% of Prosody alone",
+                delta(b.percentile(0.5), a.percentile(0.5)),
+                delta(b.percentile(0.99), a.percentile(0.99)),
+                100.0 * b.throughput() / a.throughput(),
+            )
+        })
+        .collect();
+    println!("what stanzahook adds to a real Prosody (one client, {PROSODY_MESSAGES} messages): {}", parts.join("; "));
 }
 
 fn filters_toml(tag: &Path) -> String {
@@ -313,6 +476,8 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     row("stanzahook, 10,000 in flight (webhook answers after 2 s)", &held);
     drop(host);
 
+    let through_prosody = prosody_baseline(&webhook, &base).await?;
+
     let mut starts = Vec::new();
     if let Some(tag) = tag {
         let three =
@@ -324,6 +489,8 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         starts.sort();
     }
 
+    println!();
+    prosody_summary(&through_prosody);
     println!();
     let host_p99 = paced.percentile(0.99).saturating_sub(floor_paced.percentile(0.99));
     println!("targets:");
@@ -373,7 +540,7 @@ async fn soak(webhook: &str, base: &str, length: Duration) -> anyhow::Result<()>
     Ok(())
 }
 
-fn current_rss(process: &testkit::HostProcess) -> anyhow::Result<u64> {
+fn current_rss(process: &HostProcess) -> anyhow::Result<u64> {
     process.rss()
 }
 
