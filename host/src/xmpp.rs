@@ -105,9 +105,9 @@ async fn run(
     // one short line per attempt, not the same paragraph every time.
     let mut explained: Option<String> = None;
     let mut sessions: u64 = 0;
-    let mut unsent: Option<Element> = None;
+    let mut unsent: Vec<Element> = Vec::new();
     loop {
-        if stop_reading.is_cancelled() && outgoing.is_closed() && outgoing.is_empty() && unsent.is_none() {
+        if stop_reading.is_cancelled() && outgoing.is_closed() && outgoing.is_empty() && unsent.is_empty() {
             return;
         }
         if failures == 0 {
@@ -276,12 +276,9 @@ async fn serve(
     stop_reading: &CancellationToken,
     outgoing: &mut mpsc::Receiver<Element>,
     incoming: &mpsc::Sender<Element>,
-    unsent: &mut Option<Element>,
+    unsent: &mut Vec<Element>,
 ) -> SessionEnd {
-    if let Some(el) = unsent.take()
-        && let Err(e) = stream.send(&el).await
-    {
-        *unsent = Some(el);
+    if let Err(e) = write_batch(&mut stream, unsent).await {
         return SessionEnd::Lost(format!("send failed: {e}"));
     }
     let mut pings: u64 = 0;
@@ -325,8 +322,11 @@ async fn serve(
             },
             next = outgoing.recv() => match next {
                 Some(el) => {
-                    if let Err(e) = stream.send(&el).await {
-                        *unsent = Some(el);
+                    unsent.push(el);
+                    while unsent.len() < WRITE_BATCH && let Ok(el) = outgoing.try_recv() {
+                        unsent.push(el);
+                    }
+                    if let Err(e) = write_batch(&mut stream, unsent).await {
                         return SessionEnd::Lost(format!("send failed: {e}"));
                     }
                 }
@@ -338,6 +338,24 @@ async fn serve(
             },
         }
     }
+}
+
+/// Stanzas written before one flush: replies that are ready together leave in one write
+/// instead of one system call each.
+const WRITE_BATCH: usize = 64;
+
+/// Writes `batch` and flushes it; the stanzas stay in `batch` until the flush succeeded, so a
+/// connection lost on the way loses none of them: they go out first on the next connection.
+async fn write_batch(stream: &mut Stream, batch: &mut Vec<Element>) -> Result<(), io::Error> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    for el in batch.iter() {
+        stream.feed(el).await?;
+    }
+    SinkExt::<&Element>::flush(stream).await?;
+    batch.clear();
+    Ok(())
 }
 
 /// A ping from the domain to itself: it travels through the server and back, so its echo proves
