@@ -64,11 +64,22 @@ impl JsonText {
 /// What a hook returned, checked to be within the output cap and well-formed JSON; read without
 /// building a tree.
 fn checked(text: String, limit: usize) -> Result<JsonText, FilterError> {
+    within(&text, limit)?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
+    Ok(JsonText(text))
+}
+
+/// What a hook returned, within the output cap, as a tree.
+fn parsed(text: &str, limit: usize) -> Result<Value, FilterError> {
+    within(text, limit)?;
+    serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
+}
+
+fn within(text: &str, limit: usize) -> Result<(), FilterError> {
     if text.len() > limit {
         return Err(FilterError::OutputTooLarge { size: text.len(), limit });
     }
-    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
-    Ok(JsonText(text))
+    Ok(())
 }
 
 /// An event must stay an object (SPEC §3.2). Well-formed JSON, so its first character tells.
@@ -177,7 +188,9 @@ impl LoadedFilter {
         let decision = result.and_then(|verdict| match verdict {
             BeforeVerdict::Pass => Ok(BeforeDecision::Pass),
             BeforeVerdict::Drop => Ok(BeforeDecision::Drop),
-            BeforeVerdict::Answer(text) => self.checked(text)?.to_value().map(BeforeDecision::Answer),
+            BeforeVerdict::Answer(text) => {
+                parsed(&text, self.settings.limits.max_output_bytes).map(BeforeDecision::Answer)
+            }
             BeforeVerdict::Rewrite(text) => object(self.checked(text)?).map(BeforeDecision::Rewrite),
         });
         (decision, report)

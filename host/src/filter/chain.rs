@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, JsonText, LoadedFilter};
+use super::call::{AfterDecision, BeforeDecision, CallReport, FilterError, LoadedFilter};
 use super::workers::FilterWorkers;
 use super::{Level, OnError};
 use serde_json::Value;
@@ -137,8 +137,8 @@ impl FilterChain {
     }
 
     fn after_blocking(&self, trail: Trail, status: u16, mut reply: Option<String>) -> AfterOutcome {
-        // The last replacement, as text until the end: the next filter reads the text anyway.
-        let mut replaced: Option<(&LoadedFilter, JsonText)> = None;
+        // Replacements stay text until the end: the next filter reads the text anyway.
+        let mut replaced_by: Option<&LoadedFilter> = None;
         for (index, seen) in trail.seen.iter().rev() {
             let Some(filter) = self.filters.get(*index) else {
                 continue;
@@ -154,8 +154,8 @@ impl FilterChain {
             record(filter, "after", outcome, &report);
             match result {
                 Ok(AfterDecision::Replace(text)) => {
-                    reply = Some(text.as_str().to_owned());
-                    replaced = Some((filter, text));
+                    reply = Some(text.into_string());
+                    replaced_by = Some(filter);
                 }
                 Ok(AfterDecision::Pass) => {}
                 Ok(AfterDecision::Drop) => return AfterOutcome::Drop { filter: filter.name().to_owned() },
@@ -166,8 +166,8 @@ impl FilterChain {
                 }
             }
         }
-        let Some((filter, text)) = replaced else { return AfterOutcome::Keep };
-        match text.to_value() {
+        let (Some(filter), Some(text)) = (replaced_by, reply) else { return AfterOutcome::Keep };
+        match serde_json::from_str(&text).map_err(|e| FilterError::InvalidJson(e.to_string())) {
             Ok(value) => AfterOutcome::Replace(value),
             Err(e) => match failed(filter, "after", &e) {
                 OnError::Reject => AfterOutcome::Reject { filter: filter.name().to_owned() },
