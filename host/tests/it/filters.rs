@@ -3,10 +3,12 @@
 //! misbehaving guests are stopped within their limits and the host goes on serving.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use testkit::XmppClient;
 use testkit::client::{body, error_of};
 
-use crate::harness::{Bridge, DOMAIN, Options, message};
+use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
 
 const EXAMPLES: &str = "examples/filters";
 const TEST_GUESTS: &str = "host/tests/guests";
@@ -118,6 +120,39 @@ async fn misbehaving_filters_are_stopped_and_skipped() {
         assert!(log.contains(expected), "no log line saying {expected:?}:\n{log}");
     }
     assert!(log.contains("this filter always panics"), "guest stderr reaches the log:\n{log}");
+}
+
+#[tokio::test]
+async fn a_spinning_filter_holds_up_only_its_own_stanza() {
+    // Guests run on the filter threads, never on the one thread that serves the stream and the
+    // webhook: while a filter burns its CPU limit, another sender's stanzas are answered at once.
+    let Some(wasm) = guest(TEST_GUESTS, "spin") else { return };
+    let toml = entry(&wasm, "spin", "cpu_limit = \"3s\"");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let mut bob = XmppClient::login(b.prosody.c2s_port, "bob", "bobpw").await.expect("bob logs in");
+    let spun = Instant::now();
+    b.alice.send(&message(&format!("echo@{DOMAIN}"), "spin for me")).await.expect("send");
+    // The message reaches the filter within milliseconds on loopback; the spin lasts 3 s.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let asked = Instant::now();
+    bob.send(&format!("<iq to='{DOMAIN}' type='get' id='during'><ping xmlns='urn:xmpp:ping'/></iq>"))
+        .await
+        .expect("send");
+    bob.expect(WAIT, "the ping answer", |el| el.name() == "iq" && el.attr("id") == Some("during"))
+        .await
+        .expect("bob's ping is answered while the filter spins");
+    let answered_in = asked.elapsed();
+    let (reply, _) = b.alice.expect(WAIT, "the echo", |el| body(el).is_some()).await.expect("alice's reply");
+    let spin_took = spun.elapsed();
+    assert_eq!(body(&reply).as_deref(), Some("spin for me"), "skipped after its CPU limit");
+    assert!(spin_took >= Duration::from_millis(2500), "the filter was stopped early ({spin_took:?})");
+    assert!(
+        answered_in < Duration::from_secs(1),
+        "bob waited {answered_in:?} for a built-in answer while a filter spun; host log:\n{}",
+        b.host.log()
+    );
+    assert!(b.host.log().contains("ran out of its CPU time (3000 ms)"), "{}", b.host.log());
 }
 
 #[tokio::test]
