@@ -7,8 +7,8 @@
 //!   minimal webhook (axum, answers `{"body": ...}`);
 //! - scenarios: no filter and a two-filter chain with 1,000 senders, one sender (ordering on), a
 //!   fixed 1,000 stanzas/s for latency, 10,000 stanzas in flight for memory, idle memory, start;
-//! - the end-to-end baseline: a real Prosody and a real client (tokio-xmpp), the client's messages
-//!   routed back to itself by Prosody alone, then to stanzahook's echo and back, so the server's
+//! - the end-to-end baseline: a real Prosody and real clients (tokio-xmpp), the clients' messages
+//!   routed back to themselves by Prosody alone, then to stanzahook's echo and back, so the server's
 //!   own cost and what stanzahook adds to it are side by side (skipped without `prosody`);
 //! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time.
 //!
@@ -36,7 +36,7 @@ const SECRET: &str = "bench";
 const STANZAS: usize = 20_000;
 const WINDOW: usize = 64;
 /// Messages per run through Prosody, as many as the other runs: Prosody (Lua, one thread) routes
-/// 10,000–20,000 a second for one client here, the slowest run (window 1, through stanzahook)
+/// 10,000–20,000 a second here, the slowest run (one message at a time, through stanzahook)
 /// 2,000–3,000, so the section's four runs and warm-ups take 15–20 s on two cores.
 const PROSODY_MESSAGES: usize = 20_000;
 /// How long the client waits for the next reply before the run counts as stalled.
@@ -256,15 +256,23 @@ async fn pump(host: Host, stanzas: usize, senders: usize, pace: Pace, node: &str
     Ok((run, Host { process, reader, writer, _dir, started_to_ready }))
 }
 
-/// One window's pair of runs through a real Prosody: (a) without stanzahook, (b) with it.
+/// One shape of load through a real Prosody: (a) without stanzahook, (b) with it.
 #[derive(Debug)]
 struct ThroughProsody {
-    window: usize,
+    /// What the load was, for the summary line.
+    shape: &'static str,
     alone: Run,
     with_host: Run,
+    /// Prosody's CPU time per message in (a) and in (b).
+    server_cpu: [Duration; 2],
 }
 
-/// Baseline (2): a real Prosody and one real client. Prints a row per run and returns the pairs;
+/// Clients logged in as alice, each its own resource and so its own sender to stanzahook.
+const PROSODY_CLIENTS: usize = 8;
+/// Each client's window in the parallel runs: 64 messages outstanding in all, as elsewhere.
+const PROSODY_CLIENT_WINDOW: usize = WINDOW / PROSODY_CLIENTS;
+
+/// Baseline (2): a real Prosody and real clients. Prints a row per run and returns the pairs;
 /// without `prosody` on this machine, says so loudly and returns none (the rest still runs).
 async fn prosody_baseline(webhook: &str, base: &str) -> anyhow::Result<Vec<ThroughProsody>> {
     if !testkit::on_path("prosody") {
@@ -276,27 +284,77 @@ async fn prosody_baseline(webhook: &str, base: &str) -> anyhow::Result<Vec<Throu
     let setup = ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw");
     let prosody = Prosody::start(&setup).context("starting Prosody")?;
     let (host, _config_dir) = start_host_on(&prosody, webhook, base).await?;
-    let mut client = XmppClient::login(prosody.c2s_port, "alice", "alicepw")
-        .await
-        .with_context(|| format!("alice cannot log in to Prosody; its log:\n{}", prosody.log()))?;
-    // (a) goes to the client's own full JID: Prosody hands it straight back to the same session.
-    let (own, echo) = (client.jid.clone(), format!("echo@{DOMAIN}"));
+    let mut clients = Vec::new();
+    for _ in 0..PROSODY_CLIENTS {
+        let client = XmppClient::login(prosody.c2s_port, "alice", "alicepw")
+            .await
+            .with_context(|| format!("alice cannot log in to Prosody; its log:\n{}", prosody.log()))?;
+        clients.push(client);
+    }
     let explain =
         |e: anyhow::Error| e.context(format!("Prosody's log:\n{}\nstanzahook's log:\n{}", prosody.log(), host.log()));
+    // (a) goes to each client's own full JID: Prosody hands it straight back to the same session.
+    let own = |client: &XmppClient| client.jid.clone();
+    let echo = |_: &XmppClient| format!("echo@{DOMAIN}");
 
     // Warm both paths: Prosody's routes and caches, stanzahook's webhook connections.
-    converse(&mut client, &own, 500, WINDOW).await.map_err(explain)?;
-    converse(&mut client, &echo, 500, WINDOW).await.map_err(explain)?;
+    clients = converse_all(clients, own, 500, PROSODY_CLIENT_WINDOW).await.map_err(explain)?.0;
+    clients = converse_all(clients, echo, 500, PROSODY_CLIENT_WINDOW).await.map_err(explain)?.0;
     let mut pairs = Vec::new();
-    for window in [WINDOW, 1] {
-        let alone = converse(&mut client, &own, PROSODY_MESSAGES, window).await.map_err(explain)?;
-        row(&format!("Prosody alone: a real client to its own JID, window {window}"), &alone);
-        let with_host =
-            with_host_figures(&host, converse(&mut client, &echo, PROSODY_MESSAGES, window)).await.map_err(explain)?;
-        row(&format!("Prosody + stanzahook: a real client to echo@{DOMAIN}, window {window}"), &with_host);
-        pairs.push(ThroughProsody { window, alone, with_host });
+    let shapes: [(&'static str, usize, usize); 2] =
+        [("8 clients, window 8 each", PROSODY_CLIENTS, PROSODY_CLIENT_WINDOW), ("1 client, window 1", 1, 1)];
+    for (shape, senders, window) in shapes {
+        let idle = clients.split_off(senders);
+        let server_before = prosody.cpu_time()?;
+        let alone;
+        (clients, alone) = converse_all(clients, own, PROSODY_MESSAGES, window).await.map_err(explain)?;
+        row(&format!("Prosody alone: {shape}, each to its own JID"), &alone);
+        let (server_between, host_before) = (prosody.cpu_time()?, host.cpu_time()?);
+        let mut with_host;
+        (clients, with_host) = converse_all(clients, echo, PROSODY_MESSAGES, window).await.map_err(explain)?;
+        with_host.cpu = Some(host.cpu_time()?.saturating_sub(host_before));
+        with_host.peak_rss = Some(host.peak_rss()?);
+        row(&format!("Prosody + stanzahook: {shape}, to echo@{DOMAIN}"), &with_host);
+        let per_message = |cpu: Duration| cpu / u32::try_from(PROSODY_MESSAGES).unwrap_or(u32::MAX);
+        let server_cpu = [
+            per_message(server_between.saturating_sub(server_before)),
+            per_message(prosody.cpu_time()?.saturating_sub(server_between)),
+        ];
+        pairs.push(ThroughProsody { shape, alone, with_host, server_cpu });
+        clients.extend(idle);
     }
     Ok(pairs)
+}
+
+/// `messages` spread over `clients`, each on its own task with `window` outstanding, each sending
+/// to `to(client)`; one run over all of them. Hands the clients back for the next run.
+async fn converse_all(
+    clients: Vec<XmppClient>,
+    to: impl Fn(&XmppClient) -> String,
+    messages: usize,
+    window: usize,
+) -> anyhow::Result<(Vec<XmppClient>, Run)> {
+    let each = messages / clients.len().max(1);
+    let started = Instant::now();
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let to = to(&client);
+            tokio::spawn(async move {
+                let run = converse(&mut client, &to, each, window).await;
+                (client, run)
+            })
+        })
+        .collect();
+    let mut clients = Vec::new();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let (client, run) = task.await.context("a client's task failed")?;
+        latencies.extend(run?.latencies);
+        clients.push(client);
+    }
+    let run = Run { replies: latencies.len(), elapsed: started.elapsed(), latencies, cpu: None, peak_rss: None };
+    Ok((clients, run))
 }
 
 /// stanzahook on a real Prosody's component port, once it says it is serving.
@@ -314,18 +372,6 @@ async fn start_host_on(
         .await
         .with_context(|| format!("stanzahook did not connect to Prosody; Prosody's log:\n{}", prosody.log()))?;
     Ok((process, dir))
-}
-
-/// `run`, with stanzahook's CPU time over it and its peak RSS after it.
-async fn with_host_figures(
-    process: &HostProcess,
-    run: impl Future<Output = anyhow::Result<Run>>,
-) -> anyhow::Result<Run> {
-    let before = process.cpu_time()?;
-    let mut run = run.await?;
-    run.cpu = Some(process.cpu_time()?.saturating_sub(before));
-    run.peak_rss = Some(process.peak_rss()?);
-    Ok(run)
 }
 
 /// The client sends `messages` chat messages to `to` with at most `window` unanswered, each timed
@@ -381,16 +427,19 @@ fn prosody_summary(pairs: &[ThroughProsody]) {
     let delta = |b: Duration, a: Duration| format!("{:+.2}", (b.as_secs_f64() - a.as_secs_f64()) * 1e3);
     let parts: Vec<String> = pairs
         .iter()
-        .map(|ThroughProsody { window, alone: a, with_host: b }| {
+        .map(|ThroughProsody { shape, alone: a, with_host: b, server_cpu: [cpu_a, cpu_b] }| {
             format!(
-                "window {window}: p50 {} ms, p99 {} ms, replies/s {:.0}% of Prosody alone",
+                "{shape}: p50 {} ms, p99 {} ms, replies/s {:.0}% of Prosody alone \
+                 (Prosody's own CPU per message {:.0} → {:.0} µs: it routes each message twice)",
                 delta(b.percentile(0.5), a.percentile(0.5)),
                 delta(b.percentile(0.99), a.percentile(0.99)),
                 100.0 * b.throughput() / a.throughput(),
+                cpu_a.as_secs_f64() * 1e6,
+                cpu_b.as_secs_f64() * 1e6,
             )
         })
         .collect();
-    println!("what stanzahook adds to a real Prosody (one client, {PROSODY_MESSAGES} messages): {}", parts.join("; "));
+    println!("what stanzahook adds to a real Prosody ({PROSODY_MESSAGES} messages a run): {}", parts.join("; "));
 }
 
 fn filters_toml(tag: &Path) -> String {

@@ -106,15 +106,7 @@ impl HostProcess {
 
     /// CPU time the process has used so far (user + system, all threads), from `/proc`.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("unexpected /proc stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| -> anyhow::Result<u64> {
-            fields.get(i).context("short /proc stat")?.parse().context("unexpected /proc stat field")
-        };
-        // utime and stime (fields 14 and 15 of stat(5)), in USER_HZ = 100 ticks per second.
-        Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+        crate::cpu_time_of(self.child.id())
     }
 
     /// The peak resident memory of the process so far (`VmHWM`), in bytes.

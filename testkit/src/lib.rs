@@ -20,6 +20,20 @@ pub use webhook::TestWebhook;
 /// The XML element type the test client hands out.
 pub use xmpp_client::minidom::Element;
 
+/// CPU time process `pid` has used so far (user + system, all threads), from `/proc`.
+pub(crate) fn cpu_time_of(pid: u32) -> anyhow::Result<std::time::Duration> {
+    use anyhow::Context;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("unexpected /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields.get(i).context("short /proc stat")?.parse().context("unexpected /proc stat field")
+    };
+    // utime and stime (fields 14 and 15 of stat(5)), in USER_HZ = 100 ticks per second.
+    Ok(std::time::Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
 /// A TCP port free on loopback right now.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

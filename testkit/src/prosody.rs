@@ -104,6 +104,12 @@ impl Prosody {
         self.spawn()
     }
 
+    /// CPU time the server has used so far (user + system), from `/proc`: what it costs to route.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let child = self.child.as_ref().context("Prosody is not running")?;
+        crate::cpu_time_of(child.id())
+    }
+
     pub fn component_addr(&self) -> String {
         format!("127.0.0.1:{}", self.component_port)
     }
