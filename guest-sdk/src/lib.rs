@@ -136,8 +136,8 @@ impl Event {
     }
 
     /// The event as JSON.
-    pub fn into_json(self) -> Value {
-        self.json.into_inner().unwrap_or_else(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+    pub fn into_json(mut self) -> Value {
+        std::mem::take(self.json_mut())
     }
 
     /// The event as JSON text: the host's own text when nothing parsed it.

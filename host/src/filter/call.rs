@@ -57,7 +57,7 @@ impl JsonText {
 
     /// The text as a tree, for the places that read it (reply checks, `stanzahook filter run`).
     pub fn to_value(&self) -> Result<Value, FilterError> {
-        serde_json::from_str(&self.0).map_err(|e| FilterError::InvalidJson(e.to_string()))
+        tree(&self.0)
     }
 }
 
@@ -72,6 +72,11 @@ fn checked(text: String, limit: usize) -> Result<JsonText, FilterError> {
 /// What a hook returned, within the output cap, as a tree.
 fn parsed(text: &str, limit: usize) -> Result<Value, FilterError> {
     within(text, limit)?;
+    tree(text)
+}
+
+/// JSON text from a guest as a tree; a failure is the guest's.
+pub(super) fn tree(text: &str) -> Result<Value, FilterError> {
     serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
 }
 

@@ -167,7 +167,7 @@ impl FilterChain {
             }
         }
         let (Some(filter), Some(text)) = (replaced_by, reply) else { return AfterOutcome::Keep };
-        match serde_json::from_str(&text).map_err(|e| FilterError::InvalidJson(e.to_string())) {
+        match super::call::tree(&text) {
             Ok(value) => AfterOutcome::Replace(value),
             Err(e) => match failed(filter, "after", &e) {
                 OnError::Reject => AfterOutcome::Reject { filter: filter.name().to_owned() },
