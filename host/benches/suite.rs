@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use testkit::{HostProcess, Prosody, ProsodySetup, XmppClient};
+use testkit::{HostProcess, Prosody, ServerSetup, TestServer, XmppClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -281,7 +281,7 @@ async fn prosody_baseline(webhook: &str, base: &str) -> anyhow::Result<Vec<Throu
         );
         return Ok(Vec::new());
     }
-    let setup = ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw");
+    let setup = ServerSetup::default().component(DOMAIN, SECRET).user("alice", "alicepw");
     let prosody = Prosody::start(&setup).context("starting Prosody")?;
     let (host, _config_dir) = start_host_on(&prosody, webhook, base).await?;
     let mut clients = Vec::new();

@@ -22,7 +22,7 @@ pub struct XmppClient {
 impl XmppClient {
     /// Logs in as `user@localhost` and announces availability.
     pub async fn login(c2s_port: u16, user: &str, password: &str) -> anyhow::Result<XmppClient> {
-        let bare = format!("{user}@{}", crate::prosody::CLIENT_DOMAIN);
+        let bare = format!("{user}@{}", crate::CLIENT_DOMAIN);
         let jid = xmpp_client::jid::BareJid::new(&bare)?;
         let mut client =
             Client::new_plaintext(jid, password, DnsConfig::addr(&format!("127.0.0.1:{c2s_port}")), Timeouts::tight());

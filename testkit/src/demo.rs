@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::client::body;
-use crate::{HostProcess, Prosody, ProsodySetup, XmppClient};
+use crate::{HostProcess, Prosody, ServerSetup, TestServer, XmppClient};
 
 const DOMAIN: &str = "bot.localhost";
 const SECRET: &str = "quickstart-secret";
@@ -48,7 +48,7 @@ macro_rules! say {
 
 /// Runs the round trip with the stanzahook binary at `stanzahook`.
 pub async fn run(stanzahook: &Path, out: &Transcript) -> anyhow::Result<()> {
-    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw"))
+    let prosody = Prosody::start(&ServerSetup::default().component(DOMAIN, SECRET).user("alice", "alicepw"))
         .context("starting Prosody (is the prosody package installed?)")?;
     say!(
         out,

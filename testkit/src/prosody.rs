@@ -4,30 +4,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-/// What the server should serve.
-#[derive(Debug, Clone, Default)]
-pub struct ProsodySetup {
-    /// External components: (domain, secret).
-    pub components: Vec<(String, String)>,
-    /// Accounts on `localhost`: (user, password).
-    pub users: Vec<(String, String)>,
-}
-
-impl ProsodySetup {
-    pub fn component(mut self, domain: &str, secret: &str) -> Self {
-        self.components.push((domain.into(), secret.into()));
-        self
-    }
-
-    pub fn user(mut self, name: &str, password: &str) -> Self {
-        self.users.push((name.into(), password.into()));
-        self
-    }
-}
+use crate::{CLIENT_DOMAIN, ServerSetup, TestServer};
 
 /// A running Prosody. The client domain is always `localhost`.
 #[derive(Debug)]
@@ -38,11 +19,9 @@ pub struct Prosody {
     pub component_port: u16,
 }
 
-pub const CLIENT_DOMAIN: &str = "localhost";
-
 impl Prosody {
     /// Starts Prosody and waits until both its ports accept connections.
-    pub fn start(setup: &ProsodySetup) -> anyhow::Result<Prosody> {
+    pub fn start(setup: &ServerSetup) -> anyhow::Result<Prosody> {
         let dir = tempfile::Builder::new().prefix("stanzahook-prosody-").tempdir()?;
         let c2s_port = crate::free_port()?;
         let component_port = crate::free_port()?;
@@ -63,7 +42,7 @@ impl Prosody {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("console.log"))?;
-        let child = Command::new("prosody")
+        let mut child = Command::new("prosody")
             .arg("--config")
             .arg(self.dir.path().join("prosody.cfg.lua"))
             .arg("-F")
@@ -72,36 +51,10 @@ impl Prosody {
             .stderr(log)
             .spawn()
             .context("cannot start prosody (apt-get install prosody)")?;
+        let ready = crate::wait_for_ports(&mut child, &[self.c2s_port, self.component_port], Duration::from_secs(15));
+        // Kept even when not ready, so that drop kills it.
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for port in [self.c2s_port, self.component_port] {
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                if let Some(child) = self.child.as_mut()
-                    && let Some(status) = child.try_wait()?
-                {
-                    bail!("prosody exited with {status}; its log:\n{}", self.log());
-                }
-                if Instant::now() > deadline {
-                    bail!("prosody did not open port {port} within 15 s; its log:\n{}", self.log());
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        Ok(())
-    }
-
-    /// Kills the server (as a crash would), keeping its data.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts the server again on the same ports after `kill`.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()
+        ready.map_err(|e| anyhow::anyhow!("prosody {e}; its log:\n{}", self.log()))
     }
 
     /// CPU time the server has used so far (user + system), from `/proc`: what it costs to route.
@@ -110,18 +63,39 @@ impl Prosody {
         crate::cpu_time_of(child.id())
     }
 
-    pub fn component_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.component_port)
-    }
-
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
 
-    /// Prosody's own log, for failure messages.
-    pub fn log(&self) -> String {
+impl TestServer for Prosody {
+    fn name(&self) -> &'static str {
+        "prosody"
+    }
+
+    fn c2s_port(&self) -> u16 {
+        self.c2s_port
+    }
+
+    fn component_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.component_port)
+    }
+
+    fn log(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
         format!("{}{}", read("console.log"), read("prosody.log"))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
     }
 }
 
@@ -135,7 +109,7 @@ fn lua_string(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn config(dir: &Path, c2s_port: u16, component_port: u16, setup: &ProsodySetup) -> String {
+fn config(dir: &Path, c2s_port: u16, component_port: u16, setup: &ServerSetup) -> String {
     let path = |p: &str| lua_string(&dir.join(p).display().to_string());
     let mut cfg = format!(
         r#"-- Throwaway Prosody for stanzahook's tests: loopback only, no TLS, no s2s, no HTTP.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use testkit::{HostProcess, Prosody, ProsodySetup};
+use testkit::{HostProcess, Prosody, ServerSetup, TestServer};
 
 use crate::harness::{DOMAIN, FakeBridge, SECRET, WAIT, stanzahook_bin};
 
@@ -15,7 +15,7 @@ async fn wrong_secret_is_one_clear_line() {
     if !testkit::require_program("prosody", "apt-get install prosody") {
         return;
     }
-    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
+    let prosody = Prosody::start(&ServerSetup::default().component(DOMAIN, SECRET)).expect("prosody");
     let mut host = HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, "wrong")).expect("start");
     host.wait_for_log("handshake refused", WAIT).await.expect("refusal logged");
     let log = host.log();
@@ -34,7 +34,7 @@ async fn unknown_domain_and_second_connection_are_explained() {
     if !testkit::require_program("prosody", "apt-get install prosody") {
         return;
     }
-    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
+    let prosody = Prosody::start(&ServerSetup::default().component(DOMAIN, SECRET)).expect("prosody");
     let mut unknown =
         HostProcess::start(stanzahook_bin(), &run_args(&prosody, "nope.localhost", SECRET)).expect("start");
     unknown.wait_for_log("handshake refused", WAIT).await.expect("refusal logged");
@@ -55,7 +55,7 @@ async fn sigterm_closes_the_stream_and_exits_cleanly() {
     if !testkit::require_program("prosody", "apt-get install prosody") {
         return;
     }
-    let prosody = Prosody::start(&ProsodySetup::default().component(DOMAIN, SECRET)).expect("prosody");
+    let prosody = Prosody::start(&ServerSetup::default().component(DOMAIN, SECRET)).expect("prosody");
     let mut host = HostProcess::start(stanzahook_bin(), &run_args(&prosody, DOMAIN, SECRET)).expect("start");
     host.wait_for_log("connected, serving", WAIT).await.expect("connects");
     host.terminate().expect("SIGTERM");

@@ -1,0 +1,197 @@
+//! ejabberd on loopback, the second server the README promises: a throwaway config, Mnesia spool
+//! and log dir, free ports, killed when dropped. Started as the Erlang VM directly, not through
+//! `ejabberdctl`, which would switch to the `ejabberd` user and want a distributed node; without
+//! a node name no `epmd` is started either, so parallel tests do not share anything.
+//!
+//! Accounts are checked by a small external-auth script (ejabberd's `extauth` protocol) written
+//! into the temp dir: ejabberd keeps its own accounts in Mnesia, which only a running node could
+//! fill.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::{CLIENT_DOMAIN, ServerSetup, TestServer};
+
+/// The Erlang VM starts in ~1 s here; a loaded CI machine gets more.
+const START_WAIT: Duration = Duration::from_secs(30);
+
+/// A running ejabberd. The client domain is always `localhost`.
+#[derive(Debug)]
+pub struct Ejabberd {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub c2s_port: u16,
+    pub component_port: u16,
+}
+
+impl Ejabberd {
+    /// Starts ejabberd and waits until both its ports accept connections.
+    pub fn start(setup: &ServerSetup) -> anyhow::Result<Ejabberd> {
+        let dir = tempfile::Builder::new().prefix("stanzahook-ejabberd-").tempdir()?;
+        let c2s_port = crate::free_port()?;
+        let component_port = crate::free_port()?;
+        std::fs::create_dir_all(dir.path().join("spool"))?;
+        let auth = dir.path().join("auth.py");
+        std::fs::write(&auth, auth_script(setup))?;
+        make_executable(&auth)?;
+        std::fs::write(dir.path().join("ejabberd.yml"), config(&auth, c2s_port, component_port, setup))?;
+        let mut ejabberd = Ejabberd { dir, child: None, c2s_port, component_port };
+        ejabberd.spawn()?;
+        Ok(ejabberd)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let dir = self.dir.path();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log"))?;
+        let libs = libs().context("ejabberd's Erlang applications are not installed (apt-get install ejabberd)")?;
+        let mut child = Command::new("erl")
+            .args(["-noinput", "-noshell", "-mnesia", "dir"])
+            .arg(format!("{:?}", dir.join("spool").display().to_string()))
+            .args(["-s", "ejabberd"])
+            .env("ERL_LIBS", libs)
+            .env("EJABBERD_CONFIG_PATH", dir.join("ejabberd.yml"))
+            .env("EJABBERD_LOG_PATH", dir.join("ejabberd.log"))
+            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
+            .env("ERL_CRASH_DUMP_BYTES", "0")
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start ejabberd's Erlang VM (apt-get install ejabberd)")?;
+        let ready = crate::wait_for_ports(&mut child, &[self.c2s_port, self.component_port], START_WAIT);
+        // Kept even when not ready, so that drop kills it.
+        self.child = Some(child);
+        ready.map_err(|e| anyhow::anyhow!("ejabberd {e}; its log:\n{}", self.log()))
+    }
+
+    /// Whether ejabberd's Erlang applications and the Erlang VM are installed.
+    pub fn installed() -> bool {
+        crate::on_path("erl") && libs().is_some()
+    }
+}
+
+impl TestServer for Ejabberd {
+    fn name(&self) -> &'static str {
+        "ejabberd"
+    }
+
+    fn c2s_port(&self) -> u16 {
+        self.c2s_port
+    }
+
+    fn component_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.component_port)
+    }
+
+    fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        format!("{}{}", read("console.log"), read("ejabberd.log"))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The directory holding ejabberd's Erlang applications (`ejabberd-23.01/`, ...): Debian puts
+/// them in its multiarch directory (`/usr/lib/x86_64-linux-gnu`); `STANZAHOOK_EJABBERD_LIBS`
+/// names another (another distribution, a source build).
+fn libs() -> Option<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("STANZAHOOK_EJABBERD_LIBS") {
+        return Some(dir.into());
+    }
+    let holds_ejabberd = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|entry| entry.file_name().to_string_lossy().starts_with("ejabberd-"))
+        })
+    };
+    let candidates = std::fs::read_dir("/usr/lib").ok()?.flatten().map(|entry| entry.path());
+    candidates.chain([Path::new("/usr/lib/erlang/lib").to_owned()]).find(|dir| holds_ejabberd(dir))
+}
+
+fn make_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// ejabberd's `extauth` protocol: requests of a 2-byte length and `op:user:server:...`, answers
+/// of a 2-byte length (2) and 1 or 0.
+fn auth_script(setup: &ServerSetup) -> String {
+    let mut users = String::new();
+    for (user, password) in &setup.users {
+        let _ = write!(users, "{user:?}: {password:?}, ");
+    }
+    format!(
+        r#"#!/usr/bin/env python3
+import struct, sys
+USERS = {{{users}}}
+while True:
+    head = sys.stdin.buffer.read(2)
+    if len(head) < 2:
+        sys.exit(0)
+    (size,) = struct.unpack(">H", head)
+    parts = sys.stdin.buffer.read(size).decode().split(":", 3)
+    if parts[0] == "auth":
+        ok = len(parts) == 4 and USERS.get(parts[1]) == parts[3]
+    elif parts[0] == "isuser":
+        ok = parts[1] in USERS
+    else:
+        ok = False
+    sys.stdout.buffer.write(struct.pack(">HH", 2, 1 if ok else 0))
+    sys.stdout.buffer.flush()
+"#
+    )
+}
+
+fn config(auth: &Path, c2s_port: u16, component_port: u16, setup: &ServerSetup) -> String {
+    let mut components = String::new();
+    for (domain, secret) in &setup.components {
+        let _ = write!(components, "\n      {domain:?}:\n        password: {secret:?}");
+    }
+    format!(
+        r#"# Throwaway ejabberd for stanzahook's tests: loopback only, no TLS, no s2s, no HTTP.
+hosts: [{CLIENT_DOMAIN:?}]
+loglevel: info
+log_rotate_count: 0
+certfiles: []
+auth_method: external
+extauth_program: {auth:?}
+auth_use_cache: false
+shaper_rules:
+  c2s_shaper: none
+listen:
+  - port: {c2s_port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    shaper: c2s_shaper
+  - port: {component_port}
+    ip: "127.0.0.1"
+    module: ejabberd_service
+    hosts:{components}
+modules:
+  mod_roster: {{}}
+  mod_disco: {{}}
+  mod_ping: {{}}
+"#,
+        auth = auth.display().to_string(),
+    )
+}
