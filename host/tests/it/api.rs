@@ -57,12 +57,12 @@ async fn healthz_follows_the_component_stream() {
     let up = healthz_becomes(&base, 200).await;
     assert_eq!(up["connected"], true);
 
-    b.prosody.kill();
+    b.server.kill();
     let down = healthz_becomes(&base, 503).await;
     assert_eq!(down["connected"], false);
     assert!(down["last_error"].as_str().is_some_and(|e| !e.is_empty()), "{down}");
 
-    b.prosody.restart().expect("prosody again");
+    b.server.restart().expect("prosody again");
     let back = healthz_becomes(&base, 200).await;
     assert_eq!(back["connected"], true);
     assert!(back["since"].as_str().is_some(), "{back}");

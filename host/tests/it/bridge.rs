@@ -2,11 +2,20 @@
 
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message};
 
 #[tokio::test]
 async fn message_to_domain_bare_and_full_jid_round_trips() {
-    let Some(mut b) = Bridge::start(Options::default()).await else {
+    message_round_trips(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn message_to_domain_bare_and_full_jid_round_trips_through_ejabberd() {
+    message_round_trips(Server::Ejabberd).await;
+}
+
+async fn message_round_trips(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
         return;
     };
     let targets = [DOMAIN.to_owned(), format!("echo@{DOMAIN}"), format!("echo@{DOMAIN}/x")];

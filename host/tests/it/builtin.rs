@@ -3,7 +3,7 @@
 use testkit::Element;
 use testkit::client::{body, error_of};
 
-use crate::harness::{Bridge, DOMAIN, Options, WAIT};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT};
 
 fn iq_with_id(id: &'static str) -> impl Fn(&Element) -> bool {
     move |el| el.name() == "iq" && el.attr("id") == Some(id)
@@ -18,7 +18,16 @@ async fn ask_iq(b: &mut Bridge, xml: &str, id: &'static str) -> Element {
 
 #[tokio::test]
 async fn presence_probe_subscribe_unsubscribe() {
-    let Some(mut b) = Bridge::start(Options::default()).await else {
+    presence_probe_subscribe_unsubscribe_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn presence_probe_subscribe_unsubscribe_through_ejabberd() {
+    presence_probe_subscribe_unsubscribe_on(Server::Ejabberd).await;
+}
+
+async fn presence_probe_subscribe_unsubscribe_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
         return;
     };
     let bot = format!("echo@{DOMAIN}");
@@ -62,7 +71,16 @@ async fn presence_probe_subscribe_unsubscribe() {
 
 #[tokio::test]
 async fn disco_ping_version_and_unknown_iq() {
-    let Some(mut b) = Bridge::start(Options::default()).await else {
+    disco_ping_version_and_unknown_iq_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn disco_ping_version_and_unknown_iq_through_ejabberd() {
+    disco_ping_version_and_unknown_iq_on(Server::Ejabberd).await;
+}
+
+async fn disco_ping_version_and_unknown_iq_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
         return;
     };
     let info = ask_iq(
@@ -112,7 +130,16 @@ async fn disco_ping_version_and_unknown_iq() {
 
 #[tokio::test]
 async fn forwarded_iq_gets_exactly_one_answer_with_its_id() {
-    let Some(mut b) = Bridge::start(Options { stanzas: Some("message,iq"), ..Options::default() }).await else {
+    forwarded_iq_gets_exactly_one_answer_with_its_id_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn forwarded_iq_gets_exactly_one_answer_with_its_id_through_ejabberd() {
+    forwarded_iq_gets_exactly_one_answer_with_its_id_on(Server::Ejabberd).await;
+}
+
+async fn forwarded_iq_gets_exactly_one_answer_with_its_id_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, stanzas: Some("message,iq"), ..Options::default() }).await else {
         return;
     };
     // The webhook answers with an iq stanza: it becomes the result, carrying the request's id.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use testkit::XmppClient;
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, FakeBridge, Options, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, FakeBridge, Options, Server, WAIT, message};
 
 /// The SPEC's promise, with room for a busy CI machine: reconnect within 2 s of the server being
 /// back (backoff: first retry within 1 s, doubling).
@@ -21,14 +21,23 @@ const PEAK_GROWTH_LIMIT: u64 = 80 << 20;
 
 #[tokio::test]
 async fn prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply() {
-    let Some(mut b) = Bridge::start(Options::default()).await else { return };
+    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn ejabberd_restart_mid_call_reconnects_fast_and_delivers_the_held_reply() {
+    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(Server::Ejabberd).await;
+}
+
+async fn prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else { return };
     b.alice.send(&message(&format!("slow@{DOMAIN}"), "across the restart")).await.expect("send");
     b.webhook.wait_for(1, WAIT).await.expect("the call is under way");
 
     // Killed as a crash would; back on the same ports. The webhook answers 3 s after the send,
     // so the reply becomes ready around the restart and is held until stanzahook is back.
-    b.prosody.kill();
-    b.prosody.restart().expect("prosody starts again");
+    b.server.kill();
+    b.server.restart().expect("the server starts again");
     let back = Instant::now();
     b.host.wait_for_log_count("connected, serving", 2, WAIT).await.expect("stanzahook reconnects");
     let reconnected = back.elapsed();
@@ -37,7 +46,7 @@ async fn prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply() 
 
     // alice's own connection died with the server: she logs in again, and the held reply (to
     // her old resource) reaches her new one.
-    let mut alice = XmppClient::login(b.prosody.c2s_port, "alice", "alicepw").await.expect("alice again");
+    let mut alice = XmppClient::login(b.server.c2s_port(), "alice", "alicepw").await.expect("alice again");
     let (reply, _) =
         alice.expect(WAIT, "the held reply", |el| el.name() == "message").await.expect("held reply delivered");
     assert_eq!(body(&reply).as_deref(), Some("across the restart"));

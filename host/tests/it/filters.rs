@@ -129,7 +129,7 @@ async fn a_spinning_filter_holds_up_only_its_own_stanza() {
     let Some(wasm) = guest(TEST_GUESTS, "spin") else { return };
     let toml = entry(&wasm, "spin", "cpu_limit = \"3s\"");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    let mut bob = XmppClient::login(b.prosody.c2s_port, "bob", "bobpw").await.expect("bob logs in");
+    let mut bob = XmppClient::login(b.server.c2s_port(), "bob", "bobpw").await.expect("bob logs in");
     let spun = Instant::now();
     b.alice.send(&message(&format!("echo@{DOMAIN}"), "spin for me")).await.expect("send");
     // The message reaches the filter within milliseconds on loopback; the spin lasts 3 s.

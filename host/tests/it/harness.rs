@@ -1,10 +1,10 @@
-//! One bridge per test: Prosody on free loopback ports, the scriptable webhook, the stanzahook
-//! binary serving `bot.localhost`, and alice logged in as a real client.
+//! One bridge per test: Prosody (or ejabberd) on free loopback ports, the scriptable webhook, the
+//! stanzahook binary serving `bot.localhost`, and alice logged in as a real client.
 
 use std::path::Path;
 use std::time::Duration;
 
-use testkit::{HostProcess, Prosody, ProsodySetup, TestWebhook, XmppClient};
+use testkit::{Ejabberd, HostProcess, Prosody, ServerSetup, TestServer, TestWebhook, XmppClient};
 
 pub const DOMAIN: &str = "bot.localhost";
 pub const SECRET: &str = "s3cret";
@@ -21,7 +21,7 @@ pub fn stanzahook_bin() -> &'static Path {
 
 #[derive(Debug)]
 pub struct Bridge {
-    pub prosody: Prosody,
+    pub server: Box<dyn TestServer>,
     pub webhook: TestWebhook,
     pub host: HostProcess,
     pub alice: XmppClient,
@@ -30,8 +30,31 @@ pub struct Bridge {
     _config_dir: tempfile::TempDir,
 }
 
+/// The XMPP server a bridge runs against.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    #[default]
+    Prosody,
+    Ejabberd,
+}
+
+impl Server {
+    /// The server with alice and bob as users and the component, or `None` (with a loud message)
+    /// where it is not installed outside CI.
+    fn start(self, setup: &ServerSetup) -> Option<Box<dyn TestServer>> {
+        match self {
+            Server::Prosody => testkit::require_program("prosody", "apt-get install prosody")
+                .then(|| Box::new(Prosody::start(setup).expect("prosody starts")) as Box<dyn TestServer>),
+            Server::Ejabberd => testkit::require(Ejabberd::installed(), "ejabberd", "apt-get install ejabberd")
+                .then(|| Box::new(Ejabberd::start(setup).expect("ejabberd starts")) as Box<dyn TestServer>),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Options<'a> {
+    /// The XMPP server; Prosody unless a test says otherwise.
+    pub server: Server,
     /// `--stanzas` value.
     pub stanzas: Option<&'a str>,
     /// Extra TOML for the config file.
@@ -46,18 +69,15 @@ pub struct Options<'a> {
 }
 
 impl Bridge {
-    /// A running bridge, or `None` (with a loud message) where Prosody is missing outside CI.
+    /// A running bridge, or `None` (with a loud message) where its server is missing outside CI.
     pub async fn start(options: Options<'_>) -> Option<Bridge> {
-        if !testkit::require_program("prosody", "apt-get install prosody") {
-            return None;
-        }
-        let setup = ProsodySetup::default().component(DOMAIN, SECRET).user("alice", "alicepw").user("bob", "bobpw");
-        let prosody = Prosody::start(&setup).expect("prosody starts");
+        let setup = ServerSetup::default().component(DOMAIN, SECRET).user("alice", "alicepw").user("bob", "bobpw");
+        let server = options.server.start(&setup)?;
         let webhook = TestWebhook::start().await.expect("webhook starts");
         let config_dir = tempfile::tempdir().expect("tempdir");
         let config = config_dir.path().join("stanzahook.toml");
         let post_url = options.post_url.as_deref().unwrap_or(&webhook.url);
-        let mut args = testkit::host::run_args(DOMAIN, &prosody.component_addr(), SECRET, post_url, Some(&config));
+        let mut args = testkit::host::run_args(DOMAIN, &server.component_addr(), SECRET, post_url, Some(&config));
         if options.url_in_file {
             std::fs::write(&config, format!("post_url = {post_url:?}\n{}", options.toml)).expect("write config");
             let flag = args.iter().position(|a| a == "--post-url").expect("run_args passes --post-url");
@@ -73,11 +93,11 @@ impl Bridge {
         }
         let mut host = HostProcess::start(stanzahook_bin(), &args).expect("stanzahook starts");
         host.wait_for_log("connected, serving", CONNECT_WAIT).await.expect("stanzahook connects");
-        let alice = match XmppClient::login(prosody.c2s_port, "alice", "alicepw").await {
+        let alice = match XmppClient::login(server.c2s_port(), "alice", "alicepw").await {
             Ok(client) => client,
-            Err(e) => panic!("alice cannot log in: {e:#}\nprosody log:\n{}", prosody.log()),
+            Err(e) => panic!("alice cannot log in: {e:#}\n{} log:\n{}", server.name(), server.log()),
         };
-        Some(Bridge { prosody, webhook, host, alice, config, _config_dir: config_dir })
+        Some(Bridge { server, webhook, host, alice, config, _config_dir: config_dir })
     }
 
     /// Waits until the webhook has seen `n` requests, and asserts it saw no more.
@@ -104,10 +124,11 @@ impl Bridge {
         let got = self.alice.drain(QUIET).await.expect("client ok");
         assert!(
             got.is_empty(),
-            "expected no stanza, got: {:?}\nhost log:\n{}\nprosody log:\n{}",
+            "expected no stanza, got: {:?}\nhost log:\n{}\n{} log:\n{}",
             got.iter().map(String::from).collect::<Vec<_>>(),
             self.host.log(),
-            self.prosody.log()
+            self.server.name(),
+            self.server.log()
         );
     }
 }

@@ -6,12 +6,21 @@ use std::time::Duration;
 use testkit::XmppClient;
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message};
 
 #[tokio::test]
 async fn each_senders_replies_keep_its_order_under_random_delays() {
-    let Some(mut b) = Bridge::start(Options::default()).await else { return };
-    let mut bob = XmppClient::login(b.prosody.c2s_port, "bob", "bobpw").await.expect("bob logs in");
+    each_senders_replies_keep_its_order_under_random_delays_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn each_senders_replies_keep_its_order_under_random_delays_through_ejabberd() {
+    each_senders_replies_keep_its_order_under_random_delays_on(Server::Ejabberd).await;
+}
+
+async fn each_senders_replies_keep_its_order_under_random_delays_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else { return };
+    let mut bob = XmppClient::login(b.server.c2s_port(), "bob", "bobpw").await.expect("bob logs in");
     // The webhook answers each numbered body after its own delay of 0–40 ms; alice's and bob's
     // stanzas interleave.
     let count = 100;
@@ -33,7 +42,7 @@ async fn each_senders_replies_keep_its_order_under_random_delays() {
 #[tokio::test]
 async fn a_slow_answer_does_not_hold_up_another_sender() {
     let Some(mut b) = Bridge::start(Options::default()).await else { return };
-    let mut bob = XmppClient::login(b.prosody.c2s_port, "bob", "bobpw").await.expect("bob logs in");
+    let mut bob = XmppClient::login(b.server.c2s_port(), "bob", "bobpw").await.expect("bob logs in");
     b.alice.send(&message(&format!("slow@{DOMAIN}"), "slow one")).await.expect("send");
     // Bob writes once alice's call is under way; the webhook takes 3 s for alice.
     b.webhook.wait_for(1, WAIT).await.expect("the webhook is working on alice's message");

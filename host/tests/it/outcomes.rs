@@ -4,7 +4,7 @@ use serde_json::json;
 use testkit::Element;
 use testkit::client::{body, error_of, error_text};
 
-use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message};
 
 fn first_message(el: &Element) -> bool {
     el.name() == "message"
@@ -69,7 +69,16 @@ async fn no_reply_for_other_success_answers() {
 
 #[tokio::test]
 async fn each_http_status_maps_to_its_stanza_error() {
-    let Some(mut b) = Bridge::start(Options::default()).await else {
+    each_http_status_maps_to_its_stanza_error_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn each_http_status_maps_to_its_stanza_error_through_ejabberd() {
+    each_http_status_maps_to_its_stanza_error_on(Server::Ejabberd).await;
+}
+
+async fn each_http_status_maps_to_its_stanza_error_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
         return;
     };
     let table = [
@@ -128,7 +137,16 @@ async fn invalid_answers_become_undefined_condition() {
 
 #[tokio::test]
 async fn foreign_from_is_refused_and_the_component_stays_connected() {
-    let Some(mut b) = Bridge::start(Options::default()).await else {
+    foreign_from_is_refused_and_the_component_stays_connected_on(Server::Prosody).await;
+}
+
+#[tokio::test]
+async fn foreign_from_is_refused_and_the_component_stays_connected_through_ejabberd() {
+    foreign_from_is_refused_and_the_component_stays_connected_on(Server::Ejabberd).await;
+}
+
+async fn foreign_from_is_refused_and_the_component_stays_connected_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
         return;
     };
     for from in ["mallory@evil.example", &format!("x@sub.{DOMAIN}"), "localhost"] {
