@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use serde_json::Value;
@@ -15,6 +14,7 @@ use serde_json::Value;
 use super::FilterSettings;
 use super::bindings::{AfterVerdict, BeforeVerdict, FilterPre, Level, WebhookAnswer};
 use super::engine::EPOCH_TICK;
+use super::guest_log::{GuestLog, GuestOutput};
 
 /// Guest stdout/stderr kept per call; more is cut.
 const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
@@ -133,15 +133,12 @@ pub struct CallState {
     table: ResourceTable,
     limits: StoreLimits,
     pub(super) settings: Arc<FilterSettings>,
-    logs: Vec<(Level, String)>,
+    log: GuestLog,
 }
 
 impl CallState {
     pub(super) fn log_line(&mut self, level: Level, message: String) {
-        // A guest that logs in a loop must not fill the host's memory: keep the first lines.
-        if self.logs.len() < 100 {
-            self.logs.push((level, message));
-        }
+        self.log.push(level, message);
     }
 }
 
@@ -166,8 +163,8 @@ impl std::fmt::Debug for LoadedFilter {
 }
 
 struct Pipes {
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: GuestOutput,
+    stderr: GuestOutput,
 }
 
 impl LoadedFilter {
@@ -240,13 +237,20 @@ impl LoadedFilter {
         let call_started = Instant::now();
         let result = f(&bindings, &mut store);
         report.call = call_started.elapsed();
-        report.logs = std::mem::take(&mut store.data_mut().logs);
+        let mut log = std::mem::take(&mut store.data_mut().log);
         for (name, pipe, level) in [("stdout", &pipes.stdout, Level::Info), ("stderr", &pipes.stderr, Level::Warn)] {
-            let text = String::from_utf8_lossy(&pipe.contents()).into_owned();
+            let (text, cut) = pipe.contents();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                report.logs.push((level, format!("[{name}] {line}")));
+                log.push(level, format!("[{name}] {line}"));
+            }
+            if cut > 0 {
+                log.push(
+                    Level::Warn,
+                    format!("[{name}] … {cut} more bytes not kept: a call keeps {CAPTURED_OUTPUT_BYTES} bytes"),
+                );
             }
         }
+        report.logs = log.into_lines();
         let teardown = Instant::now();
         drop(store);
         report.teardown = teardown.elapsed();
@@ -259,10 +263,8 @@ impl LoadedFilter {
     }
 
     fn store(&self) -> anyhow::Result<(Store<CallState>, Pipes)> {
-        let pipes = Pipes {
-            stdout: MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES),
-            stderr: MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES),
-        };
+        let pipes =
+            Pipes { stdout: GuestOutput::new(CAPTURED_OUTPUT_BYTES), stderr: GuestOutput::new(CAPTURED_OUTPUT_BYTES) };
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(pipes.stdout.clone()).stderr(pipes.stderr.clone());
         for (key, value) in &self.settings.grants.env {
@@ -279,7 +281,7 @@ impl LoadedFilter {
             table: ResourceTable::new(),
             limits,
             settings: self.settings.clone(),
-            logs: Vec::new(),
+            log: GuestLog::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

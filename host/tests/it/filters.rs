@@ -123,6 +123,26 @@ async fn misbehaving_filters_are_stopped_and_skipped() {
 }
 
 #[tokio::test]
+async fn a_filter_flooding_the_log_costs_bounded_memory() {
+    // 200 log lines and 200 stdout lines of 1 MiB each: the guest passes the same string each
+    // time, so only the host's own caps keep it from holding hundreds of megabytes.
+    let Some(wasm) = guest(TEST_GUESTS, "flood") else { return };
+    let toml = entry(&wasm, "flood", "cpu_limit = \"20s\"");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let peak_before = b.host.peak_rss().expect("peak rss");
+    let reply = b.ask("echo", "after the flood").await;
+    assert_eq!(body(&reply).as_deref(), Some("after the flood"), "host log:\n{:.4000}", b.host.log());
+    let growth = b.host.peak_rss().expect("peak rss").saturating_sub(peak_before);
+    let log = b.host.log();
+    // Before the budget: peak +122 MiB and a 105 MB log.
+    assert!(growth < 32 << 20, "peak memory grew by {} MiB", growth >> 20);
+    assert!(log.len() < 512 * 1024, "the log took {} bytes of one call's output", log.len());
+    assert!(log.contains("more bytes cut]"), "a cut line says so:\n{log:.4000}");
+    assert!(log.contains("more lines from this call dropped"), "dropped lines are counted:\n{log:.4000}");
+    assert!(!log.contains("trapped") && !log.contains("failed"), "the filter passed:\n{log:.4000}");
+}
+
+#[tokio::test]
 async fn a_spinning_filter_holds_up_only_its_own_stanza() {
     // Guests run on the filter threads, never on the one thread that serves the stream and the
     // webhook: while a filter burns its CPU limit, another sender's stanzas are answered at once.

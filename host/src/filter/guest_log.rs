@@ -1,0 +1,201 @@
+//! What one call's guest says (its `log` calls, its stdout and stderr), kept within a budget. A
+//! guest can hand the host a string as large as its own memory with every `log` call, reusing one
+//! buffer: without a byte budget, a hundred such lines held 100 MiB until the call ended, and
+//! wrote them to the log.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+
+use super::bindings::Level;
+
+/// Lines kept per call; later ones are counted, not kept.
+const MAX_LINES: usize = 100;
+/// Bytes kept per call, all lines together; a line crossing it is cut.
+const MAX_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct GuestLog {
+    lines: Vec<(Level, String)>,
+    bytes: usize,
+    dropped: usize,
+}
+
+impl GuestLog {
+    /// Keeps `message` whole, cut, or only counted, depending on what the call has used so far.
+    pub fn push(&mut self, level: Level, mut message: String) {
+        let room = MAX_BYTES - self.bytes;
+        if self.lines.len() >= MAX_LINES || room == 0 {
+            self.dropped += 1;
+            return;
+        }
+        if message.len() > room {
+            let cut = message.len() - message.floor_char_boundary(room);
+            message.truncate(message.len() - cut);
+            message.push_str(&format!(" … [{cut} more bytes cut]"));
+            self.bytes = MAX_BYTES;
+        } else {
+            self.bytes += message.len();
+        }
+        self.lines.push((level, message));
+    }
+
+    /// The lines kept, and one more saying how many were dropped, if any.
+    pub fn into_lines(mut self) -> Vec<(Level, String)> {
+        if self.dropped > 0 {
+            let note = format!(
+                "[{} more lines from this call dropped: a call keeps {MAX_LINES} lines, {} KiB]",
+                self.dropped,
+                MAX_BYTES / 1024
+            );
+            self.lines.push((Level::Warn, note));
+        }
+        self.lines
+    }
+}
+
+/// A guest's stdout or stderr: keeps the first `capacity` bytes for the log, and accepts and
+/// counts the rest. wasmtime-wasi's `MemoryOutputPipe` closes the stream once full instead, and
+/// Rust's `println!` panics on a closed stdout: a filter that printed a lot would fail for it.
+#[derive(Clone)]
+pub struct GuestOutput {
+    capacity: usize,
+    kept: Arc<Mutex<Captured>>,
+}
+
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    cut: usize,
+}
+
+impl GuestOutput {
+    pub fn new(capacity: usize) -> GuestOutput {
+        GuestOutput { capacity, kept: Arc::default() }
+    }
+
+    /// What was kept, as text, and how many bytes after it were not.
+    pub fn contents(&self) -> (String, usize) {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        (String::from_utf8_lossy(&kept.bytes).into_owned(), kept.cut)
+    }
+
+    fn keep(&self, bytes: &[u8]) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let room = self.capacity.saturating_sub(kept.bytes.len()).min(bytes.len());
+        kept.bytes.extend_from_slice(&bytes[..room]);
+        kept.cut += bytes.len() - room;
+    }
+}
+
+/// How much one write may carry; wasmtime-wasi's own streams allow about this much.
+const WRITE_PERMIT: usize = 64 * 1024;
+
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.keep(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_PERMIT)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.keep(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_lines_are_kept_whole() {
+        let mut log = GuestLog::default();
+        log.push(Level::Info, "one".into());
+        log.push(Level::Error, "two".into());
+        assert_eq!(log.into_lines(), [(Level::Info, "one".to_owned()), (Level::Error, "two".to_owned())]);
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_on_a_char_boundary_and_later_lines_are_counted() {
+        let mut log = GuestLog::default();
+        // One byte before the two-byte characters, so the budget ends inside one of them.
+        log.push(Level::Info, format!("a{}", "é".repeat(MAX_BYTES)));
+        log.push(Level::Info, "next".into());
+        log.push(Level::Info, "and next".into());
+        let lines = log.into_lines();
+        assert_eq!(lines.len(), 2);
+        let (_, first) = &lines[0];
+        assert!(first.starts_with("aéé"));
+        let kept = MAX_BYTES - 1;
+        assert!(first.ends_with(&format!("é … [{} more bytes cut]", 2 * MAX_BYTES + 1 - kept)), "{first:.40}");
+        assert!(first.len() < MAX_BYTES + 40);
+        assert_eq!(lines[1].0, Level::Warn);
+        assert!(lines[1].1.starts_with("[2 more lines from this call dropped"), "{}", lines[1].1);
+    }
+
+    #[test]
+    fn output_beyond_the_capacity_is_accepted_and_counted() {
+        let mut out = GuestOutput::new(8);
+        for chunk in ["hello ", "world", "!"] {
+            out.write(Bytes::from(chunk)).expect("never refused");
+            assert_eq!(out.check_write().expect("never closed"), WRITE_PERMIT);
+        }
+        assert_eq!(out.contents(), ("hello wo".to_owned(), 4));
+    }
+
+    #[test]
+    fn lines_beyond_the_count_are_dropped() {
+        let mut log = GuestLog::default();
+        for i in 0..MAX_LINES + 5 {
+            log.push(Level::Debug, format!("line {i}"));
+        }
+        let lines = log.into_lines();
+        assert_eq!(lines.len(), MAX_LINES + 1);
+        assert_eq!(lines[MAX_LINES - 1].1, format!("line {}", MAX_LINES - 1));
+        assert!(lines[MAX_LINES].1.starts_with("[5 more lines"), "{}", lines[MAX_LINES].1);
+    }
+}
