@@ -201,3 +201,19 @@ async fn a_file_is_readable_only_where_granted() {
     let reply = b.ask("echo", "x").await;
     assert_eq!(body(&reply).as_deref(), Some("granted content"));
 }
+
+#[tokio::test]
+async fn a_filter_cannot_open_a_network_connection() {
+    // There is no grant for the network: the host's socket policy refuses every address, here a
+    // listener on loopback that would greet the guest.
+    let Some(wasm) = guest(TEST_GUESTS, "snoop") else { return };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listener");
+    let addr = listener.local_addr().expect("addr");
+    let toml = entry(&wasm, "snoop", &format!("[filter.config]\nconnect = \"{addr}\"\n"));
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = b.ask("echo", "x").await;
+    assert_eq!(body(&reply).as_deref(), Some("x"), "the filter failed and was skipped");
+    assert!(b.host.log().contains("Permission denied"), "refused by the host:\n{}", b.host.log());
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(accepted.is_err(), "the guest reached the listener");
+}
