@@ -15,6 +15,7 @@ use super::FilterSettings;
 use super::bindings::{AfterVerdict, BeforeVerdict, FilterPre, Level, WebhookAnswer};
 use super::engine::EPOCH_TICK;
 use super::guest_log::{GuestLog, GuestOutput};
+use super::waits::CallWaits;
 
 /// Guest stdout/stderr kept per call; more is cut.
 const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
@@ -130,7 +131,8 @@ pub struct CallReport {
 /// The store's data for one call.
 pub struct CallState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
+    pub(super) waits: CallWaits,
     limits: StoreLimits,
     pub(super) settings: Arc<FilterSettings>,
     log: GuestLog,
@@ -251,10 +253,13 @@ impl LoadedFilter {
             }
         }
         report.logs = log.into_lines();
+        let out_of_time = store.data().waits.cut();
         let teardown = Instant::now();
         drop(store);
         report.teardown = teardown.elapsed();
         let result = match result {
+            // A wait cut at the deadline: the guest may have returned before an epoch check.
+            Ok(_) if out_of_time => Err(FilterError::Timeout(self.settings.limits.cpu)),
             Ok(Ok(v)) => Ok(v),
             Ok(Err(message)) => Err(FilterError::Returned(message)),
             Err(e) => Err(self.classify(e)),
@@ -265,8 +270,9 @@ impl LoadedFilter {
     fn store(&self) -> anyhow::Result<(Store<CallState>, Pipes)> {
         let pipes =
             Pipes { stdout: GuestOutput::new(CAPTURED_OUTPUT_BYTES), stderr: GuestOutput::new(CAPTURED_OUTPUT_BYTES) };
+        let waits = CallWaits::new(self.settings.limits.cpu);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(pipes.stdout.clone()).stderr(pipes.stderr.clone());
+        wasi.stdout(pipes.stdout.clone()).stderr(pipes.stderr.clone()).monotonic_clock(waits.clock);
         for (key, value) in &self.settings.grants.env {
             wasi.env(key, value);
         }
@@ -279,6 +285,7 @@ impl LoadedFilter {
         let state = CallState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            waits,
             limits,
             settings: self.settings.clone(),
             log: GuestLog::default(),

@@ -70,6 +70,7 @@ impl FilterEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("cannot link WASI")?;
+        super::waits::bound_clock_waits(&mut linker).context("cannot bound the guests' clock waits")?;
         Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)
             .context("cannot link the host imports")?;

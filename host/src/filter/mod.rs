@@ -1,6 +1,7 @@
 //! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
 //! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance under
-//! limits, keeping what the guest says within `guest_log`'s budget; `chain` runs the configured
+//! limits (its waits ending at the deadline, by `waits`), keeping what the guest says within
+//! `guest_log`'s budget; `chain` runs the configured
 //! filters in order and applies each one's `on_error`, `workers` are the threads the chain runs
 //! on, `loader` makes chains at start and on reload, through `cache`, the compiled filters on
 //! disk.
@@ -13,6 +14,7 @@ mod engine;
 mod guest_log;
 mod loader;
 pub mod local;
+mod waits;
 mod workers;
 
 use std::collections::BTreeMap;

@@ -143,6 +143,29 @@ async fn a_filter_flooding_the_log_costs_bounded_memory() {
 }
 
 #[tokio::test]
+async fn a_filter_waiting_past_its_time_limit_is_stopped_there() {
+    // Sleeping uses no CPU and waits in the host, out of reach of epoch interruption: without
+    // the host's own deadline on waits, this filter held its thread for an hour.
+    let Some(wasm) = guest(TEST_GUESTS, "nap") else { return };
+    // A short nap fits in the limit; `reject` would turn its failure into an error reply.
+    let toml = format!(
+        "{}{}",
+        entry(&wasm, "short", "on_error = \"reject\"\n[filter.config]\nmillis = \"20\""),
+        entry(&wasm, "long", "")
+    );
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let asked = Instant::now();
+    let reply = b.ask("echo", "wake up").await;
+    let took = asked.elapsed();
+    assert_eq!(body(&reply).as_deref(), Some("wake up"), "the long nap was skipped; host log:\n{}", b.host.log());
+    assert!(took < Duration::from_secs(2), "the answer took {took:?}");
+    let log = b.host.log();
+    let timeouts: Vec<&str> = log.lines().filter(|l| l.contains("ran out of its CPU time (100 ms)")).collect();
+    assert_eq!(timeouts.len(), 1, "one filter timed out:\n{log}");
+    assert!(timeouts[0].contains("long"), "{}", timeouts[0]);
+}
+
+#[tokio::test]
 async fn a_spinning_filter_holds_up_only_its_own_stanza() {
     // Guests run on the filter threads, never on the one thread that serves the stream and the
     // webhook: while a filter burns its CPU limit, another sender's stanzas are answered at once.
