@@ -286,7 +286,7 @@ async fn prosody_baseline(webhook: &str, base: &str) -> anyhow::Result<Vec<Throu
     let (host, _config_dir) = start_host_on(&prosody, webhook, base).await?;
     let mut clients = Vec::new();
     for _ in 0..PROSODY_CLIENTS {
-        let client = XmppClient::login(prosody.c2s_port, "alice", "alicepw")
+        let client = XmppClient::login(prosody.c2s_port(), "alice", "alicepw")
             .await
             .with_context(|| format!("alice cannot log in to Prosody; its log:\n{}", prosody.log()))?;
         clients.push(client);

@@ -53,8 +53,8 @@ pub async fn run(stanzahook: &Path, out: &Transcript) -> anyhow::Result<()> {
     say!(
         out,
         "[prosody]    running on 127.0.0.1: clients on port {}, components on port {}",
-        prosody.c2s_port,
-        prosody.component_port
+        prosody.c2s_port(),
+        prosody.process().component_port
     );
     say!(out, "             (throwaway config and data in {})", prosody.dir().display());
 
@@ -92,7 +92,7 @@ pub async fn run(stanzahook: &Path, out: &Transcript) -> anyhow::Result<()> {
     host.wait_for_log("connected, serving", Duration::from_secs(10)).await?;
     say!(out, "[stanzahook] connected to Prosody as the component {DOMAIN}");
 
-    let mut alice = XmppClient::login(prosody.c2s_port, "alice", "alicepw").await?;
+    let mut alice = XmppClient::login(prosody.c2s_port(), "alice", "alicepw").await?;
     say!(out, "[alice]      logged in as {}", alice.jid);
     let text = "Hello from the stanzahook quick start!";
     let to = format!("echo@{DOMAIN}");

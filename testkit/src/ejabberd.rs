@@ -9,12 +9,12 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::{CLIENT_DOMAIN, ServerSetup, TestServer};
+use crate::{CLIENT_DOMAIN, ServerProcess, ServerSetup, TestServer};
 
 /// The Erlang VM starts in ~1 s here; a loaded CI machine gets more.
 const START_WAIT: Duration = Duration::from_secs(30);
@@ -22,51 +22,22 @@ const START_WAIT: Duration = Duration::from_secs(30);
 /// A running ejabberd. The client domain is always `localhost`.
 #[derive(Debug)]
 pub struct Ejabberd {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    pub c2s_port: u16,
-    pub component_port: u16,
+    process: ServerProcess,
 }
 
 impl Ejabberd {
     /// Starts ejabberd and waits until both its ports accept connections.
     pub fn start(setup: &ServerSetup) -> anyhow::Result<Ejabberd> {
-        let dir = tempfile::Builder::new().prefix("stanzahook-ejabberd-").tempdir()?;
-        let c2s_port = crate::free_port()?;
-        let component_port = crate::free_port()?;
-        std::fs::create_dir_all(dir.path().join("spool"))?;
-        let auth = dir.path().join("auth.py");
+        let process = ServerProcess::prepare("ejabberd", &["ejabberd.log"])?;
+        let dir = process.dir();
+        std::fs::create_dir_all(dir.join("spool"))?;
+        let auth = dir.join("auth.py");
         std::fs::write(&auth, auth_script(setup))?;
         make_executable(&auth)?;
-        std::fs::write(dir.path().join("ejabberd.yml"), config(&auth, c2s_port, component_port, setup))?;
-        let mut ejabberd = Ejabberd { dir, child: None, c2s_port, component_port };
+        std::fs::write(dir.join("ejabberd.yml"), config(&auth, process.c2s_port, process.component_port, setup))?;
+        let mut ejabberd = Ejabberd { process };
         ejabberd.spawn()?;
         Ok(ejabberd)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let dir = self.dir.path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("console.log"))?;
-        let libs = libs().context("ejabberd's Erlang applications are not installed (apt-get install ejabberd)")?;
-        let mut child = Command::new("erl")
-            .args(["-noinput", "-noshell", "-mnesia", "dir"])
-            .arg(format!("{:?}", dir.join("spool").display().to_string()))
-            .args(["-s", "ejabberd"])
-            .env("ERL_LIBS", libs)
-            .env("EJABBERD_CONFIG_PATH", dir.join("ejabberd.yml"))
-            .env("EJABBERD_LOG_PATH", dir.join("ejabberd.log"))
-            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
-            .env("ERL_CRASH_DUMP_BYTES", "0")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start ejabberd's Erlang VM (apt-get install ejabberd)")?;
-        let ready = crate::wait_for_ports(&mut child, &[self.c2s_port, self.component_port], START_WAIT);
-        // Kept even when not ready, so that drop kills it.
-        self.child = Some(child);
-        ready.map_err(|e| anyhow::anyhow!("ejabberd {e}; its log:\n{}", self.log()))
     }
 
     /// Whether ejabberd's Erlang applications and the Erlang VM are installed.
@@ -76,39 +47,29 @@ impl Ejabberd {
 }
 
 impl TestServer for Ejabberd {
-    fn name(&self) -> &'static str {
-        "ejabberd"
+    fn process(&self) -> &ServerProcess {
+        &self.process
     }
 
-    fn c2s_port(&self) -> u16 {
-        self.c2s_port
+    fn process_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
     }
 
-    fn component_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.component_port)
-    }
-
-    fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("console.log"), read("ejabberd.log"))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()
-    }
-}
-
-impl Drop for Ejabberd {
-    fn drop(&mut self) {
-        self.kill();
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let dir = self.process.dir();
+        let libs = libs().context("ejabberd's Erlang applications are not installed (apt-get install ejabberd)")?;
+        let mut command = Command::new("erl");
+        command
+            .args(["-noinput", "-noshell", "-mnesia", "dir"])
+            .arg(format!("{:?}", dir.join("spool").display().to_string()))
+            .args(["-s", "ejabberd"])
+            .env("ERL_LIBS", libs)
+            .env("EJABBERD_CONFIG_PATH", dir.join("ejabberd.yml"))
+            .env("EJABBERD_LOG_PATH", dir.join("ejabberd.log"))
+            .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
+            .env("ERL_CRASH_DUMP_BYTES", "0")
+            .current_dir(dir);
+        self.process.spawn(command, START_WAIT)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Real servers for stanzahook's integration tests, benchmarks and demo: a Prosody started on
-//! free loopback ports in a temp dir, a real XMPP client (tokio-xmpp), a scriptable webhook
+//! Real servers for stanzahook's integration tests, benchmarks and demo: Prosody or ejabberd
+//! started on free loopback ports in a temp dir, a real XMPP client (tokio-xmpp), a scriptable webhook
 //! (axum), and the stanzahook binary as a child process.
 
 pub mod client;
@@ -9,6 +9,7 @@ pub mod fake_server;
 pub mod guests;
 pub mod host;
 pub mod prosody;
+pub mod server;
 pub mod webhook;
 
 use std::net::TcpListener;
@@ -18,47 +19,10 @@ pub use ejabberd::Ejabberd;
 pub use fake_server::FakeComponentServer;
 pub use host::HostProcess;
 pub use prosody::Prosody;
+pub use server::{CLIENT_DOMAIN, ServerProcess, ServerSetup, TestServer};
 pub use webhook::TestWebhook;
 /// The XML element type the test client hands out.
 pub use xmpp_client::minidom::Element;
-
-/// The domain the test servers serve clients on.
-pub const CLIENT_DOMAIN: &str = "localhost";
-
-/// What a test server should serve. The client domain is always `localhost`.
-#[derive(Debug, Clone, Default)]
-pub struct ServerSetup {
-    /// External components: (domain, secret).
-    pub components: Vec<(String, String)>,
-    /// Accounts on `localhost`: (user, password).
-    pub users: Vec<(String, String)>,
-}
-
-impl ServerSetup {
-    pub fn component(mut self, domain: &str, secret: &str) -> Self {
-        self.components.push((domain.into(), secret.into()));
-        self
-    }
-
-    pub fn user(mut self, name: &str, password: &str) -> Self {
-        self.users.push((name.into(), password.into()));
-        self
-    }
-}
-
-/// A test XMPP server (Prosody or ejabberd) as the tests use it: where clients connect, where
-/// the component connects, its log for failure messages, and crashing and restarting it.
-pub trait TestServer: std::fmt::Debug + Send {
-    /// Which server this is, for messages.
-    fn name(&self) -> &'static str;
-    fn c2s_port(&self) -> u16;
-    fn component_addr(&self) -> String;
-    fn log(&self) -> String;
-    /// Kills the server (as a crash would), keeping its data.
-    fn kill(&mut self);
-    /// Starts the server again on the same ports after `kill`.
-    fn restart(&mut self) -> anyhow::Result<()>;
-}
 
 /// CPU time process `pid` has used so far (user + system, all threads), from `/proc`.
 pub(crate) fn cpu_time_of(pid: u32) -> anyhow::Result<std::time::Duration> {
@@ -72,30 +36,6 @@ pub(crate) fn cpu_time_of(pid: u32) -> anyhow::Result<std::time::Duration> {
     };
     // utime and stime (fields 14 and 15 of stat(5)), in USER_HZ = 100 ticks per second.
     Ok(std::time::Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
-}
-
-/// Waits until `child` accepts connections on every one of `ports` on loopback. The error says
-/// why (the server exited, or a port stayed closed); the caller adds the server's log.
-pub(crate) fn wait_for_ports(
-    child: &mut std::process::Child,
-    ports: &[u16],
-    within: std::time::Duration,
-) -> Result<(), String> {
-    let deadline = std::time::Instant::now() + within;
-    for &port in ports {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            match child.try_wait() {
-                Ok(Some(status)) => return Err(format!("exited with {status}")),
-                Ok(None) => {}
-                Err(e) => return Err(format!("cannot be watched: {e}")),
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(format!("did not open port {port} within {} s", within.as_secs()));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-    Ok(())
 }
 
 /// A TCP port free on loopback right now.

@@ -3,30 +3,26 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::{CLIENT_DOMAIN, ServerSetup, TestServer};
+use crate::{CLIENT_DOMAIN, ServerProcess, ServerSetup, TestServer};
 
 /// A running Prosody. The client domain is always `localhost`.
 #[derive(Debug)]
 pub struct Prosody {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    pub c2s_port: u16,
-    pub component_port: u16,
+    process: ServerProcess,
 }
 
 impl Prosody {
     /// Starts Prosody and waits until both its ports accept connections.
     pub fn start(setup: &ServerSetup) -> anyhow::Result<Prosody> {
-        let dir = tempfile::Builder::new().prefix("stanzahook-prosody-").tempdir()?;
-        let c2s_port = crate::free_port()?;
-        let component_port = crate::free_port()?;
-        std::fs::create_dir_all(dir.path().join("certs"))?;
-        let accounts = dir.path().join("data").join(CLIENT_DOMAIN).join("accounts");
+        let process = ServerProcess::prepare("prosody", &["prosody.log"])?;
+        let dir = process.dir();
+        std::fs::create_dir_all(dir.join("certs"))?;
+        let accounts = dir.join("data").join(CLIENT_DOMAIN).join("accounts");
         std::fs::create_dir_all(&accounts)?;
         for (user, password) in &setup.users {
             std::fs::write(
@@ -34,74 +30,37 @@ impl Prosody {
                 format!("return {{ [\"password\"] = {}; }};\n", lua_string(password)),
             )?;
         }
-        std::fs::write(dir.path().join("prosody.cfg.lua"), config(dir.path(), c2s_port, component_port, setup))?;
-        let mut prosody = Prosody { dir, child: None, c2s_port, component_port };
+        let cfg = config(dir, process.c2s_port, process.component_port, setup);
+        std::fs::write(dir.join("prosody.cfg.lua"), cfg)?;
+        let mut prosody = Prosody { process };
         prosody.spawn()?;
         Ok(prosody)
     }
 
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("console.log"))?;
-        let mut child = Command::new("prosody")
-            .arg("--config")
-            .arg(self.dir.path().join("prosody.cfg.lua"))
-            .arg("-F")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("cannot start prosody (apt-get install prosody)")?;
-        let ready = crate::wait_for_ports(&mut child, &[self.c2s_port, self.component_port], Duration::from_secs(15));
-        // Kept even when not ready, so that drop kills it.
-        self.child = Some(child);
-        ready.map_err(|e| anyhow::anyhow!("prosody {e}; its log:\n{}", self.log()))
-    }
-
     /// CPU time the server has used so far (user + system), from `/proc`: what it costs to route.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
-        let child = self.child.as_ref().context("Prosody is not running")?;
-        crate::cpu_time_of(child.id())
+        let pid = self.process.pid().context("Prosody is not running")?;
+        crate::cpu_time_of(pid)
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.process.dir()
     }
 }
 
 impl TestServer for Prosody {
-    fn name(&self) -> &'static str {
-        "prosody"
+    fn process(&self) -> &ServerProcess {
+        &self.process
     }
 
-    fn c2s_port(&self) -> u16 {
-        self.c2s_port
+    fn process_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
     }
 
-    fn component_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.component_port)
-    }
-
-    fn log(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        format!("{}{}", read("console.log"), read("prosody.log"))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()
-    }
-}
-
-impl Drop for Prosody {
-    fn drop(&mut self) {
-        self.kill();
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut command = Command::new("prosody");
+        command.arg("--config").arg(self.process.dir().join("prosody.cfg.lua")).arg("-F");
+        self.process.spawn(command, Duration::from_secs(15))
     }
 }
 

@@ -2,17 +2,13 @@
 
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message, on_each_server};
 
-#[tokio::test]
-async fn message_to_domain_bare_and_full_jid_round_trips() {
-    message_round_trips(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn message_to_domain_bare_and_full_jid_round_trips_through_ejabberd() {
-    message_round_trips(Server::Ejabberd).await;
-}
+on_each_server!(
+    message_round_trips,
+    message_to_domain_bare_and_full_jid_round_trips,
+    message_to_domain_bare_and_full_jid_round_trips_through_ejabberd
+);
 
 async fn message_round_trips(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {

@@ -3,7 +3,7 @@
 use testkit::Element;
 use testkit::client::{body, error_of};
 
-use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, on_each_server};
 
 fn iq_with_id(id: &'static str) -> impl Fn(&Element) -> bool {
     move |el| el.name() == "iq" && el.attr("id") == Some(id)
@@ -16,15 +16,11 @@ async fn ask_iq(b: &mut Bridge, xml: &str, id: &'static str) -> Element {
     answer
 }
 
-#[tokio::test]
-async fn presence_probe_subscribe_unsubscribe() {
-    presence_probe_subscribe_unsubscribe_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn presence_probe_subscribe_unsubscribe_through_ejabberd() {
-    presence_probe_subscribe_unsubscribe_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    presence_probe_subscribe_unsubscribe_on,
+    presence_probe_subscribe_unsubscribe,
+    presence_probe_subscribe_unsubscribe_through_ejabberd
+);
 
 async fn presence_probe_subscribe_unsubscribe_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
@@ -69,15 +65,11 @@ async fn presence_probe_subscribe_unsubscribe_on(server: Server) {
     assert!(b.webhook.requests().is_empty(), "presence is not forwarded by default");
 }
 
-#[tokio::test]
-async fn disco_ping_version_and_unknown_iq() {
-    disco_ping_version_and_unknown_iq_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn disco_ping_version_and_unknown_iq_through_ejabberd() {
-    disco_ping_version_and_unknown_iq_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    disco_ping_version_and_unknown_iq_on,
+    disco_ping_version_and_unknown_iq,
+    disco_ping_version_and_unknown_iq_through_ejabberd
+);
 
 async fn disco_ping_version_and_unknown_iq_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
@@ -128,15 +120,11 @@ async fn disco_ping_version_and_unknown_iq_on(server: Server) {
     assert!(b.webhook.requests().is_empty(), "iq is not forwarded by default");
 }
 
-#[tokio::test]
-async fn forwarded_iq_gets_exactly_one_answer_with_its_id() {
-    forwarded_iq_gets_exactly_one_answer_with_its_id_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn forwarded_iq_gets_exactly_one_answer_with_its_id_through_ejabberd() {
-    forwarded_iq_gets_exactly_one_answer_with_its_id_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    forwarded_iq_gets_exactly_one_answer_with_its_id_on,
+    forwarded_iq_gets_exactly_one_answer_with_its_id,
+    forwarded_iq_gets_exactly_one_answer_with_its_id_through_ejabberd
+);
 
 async fn forwarded_iq_gets_exactly_one_answer_with_its_id_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, stanzas: Some("message,iq"), ..Options::default() }).await else {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use testkit::XmppClient;
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, FakeBridge, Options, Server, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, FakeBridge, Options, Server, WAIT, message, on_each_server};
 
 /// The SPEC's promise, with room for a busy CI machine: reconnect within 2 s of the server being
 /// back (backoff: first retry within 1 s, doubling).
@@ -19,15 +19,11 @@ const RECONNECT_WITHIN: Duration = Duration::from_secs(2);
 /// whole would take over 100 MB more.
 const PEAK_GROWTH_LIMIT: u64 = 80 << 20;
 
-#[tokio::test]
-async fn prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply() {
-    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn ejabberd_restart_mid_call_reconnects_fast_and_delivers_the_held_reply() {
-    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on,
+    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply,
+    ejabberd_restart_mid_call_reconnects_fast_and_delivers_the_held_reply
+);
 
 async fn prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else { return };

@@ -51,6 +51,23 @@ impl Server {
     }
 }
 
+/// Two tests from one body `$body(server: Server)`, with the same assertions: `$prosody` runs it
+/// against Prosody, `$ejabberd` against ejabberd.
+macro_rules! on_each_server {
+    ($body:ident, $prosody:ident, $ejabberd:ident) => {
+        #[tokio::test]
+        async fn $prosody() {
+            $body(crate::harness::Server::Prosody).await;
+        }
+
+        #[tokio::test]
+        async fn $ejabberd() {
+            $body(crate::harness::Server::Ejabberd).await;
+        }
+    };
+}
+pub(crate) use on_each_server;
+
 #[derive(Debug, Default)]
 pub struct Options<'a> {
     /// The XMPP server; Prosody unless a test says otherwise.

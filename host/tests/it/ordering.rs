@@ -6,17 +6,13 @@ use std::time::Duration;
 use testkit::XmppClient;
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message, on_each_server};
 
-#[tokio::test]
-async fn each_senders_replies_keep_its_order_under_random_delays() {
-    each_senders_replies_keep_its_order_under_random_delays_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn each_senders_replies_keep_its_order_under_random_delays_through_ejabberd() {
-    each_senders_replies_keep_its_order_under_random_delays_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    each_senders_replies_keep_its_order_under_random_delays_on,
+    each_senders_replies_keep_its_order_under_random_delays,
+    each_senders_replies_keep_its_order_under_random_delays_through_ejabberd
+);
 
 async fn each_senders_replies_keep_its_order_under_random_delays_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else { return };

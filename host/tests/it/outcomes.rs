@@ -4,7 +4,7 @@ use serde_json::json;
 use testkit::Element;
 use testkit::client::{body, error_of, error_text};
 
-use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message, on_each_server};
 
 fn first_message(el: &Element) -> bool {
     el.name() == "message"
@@ -67,15 +67,11 @@ async fn no_reply_for_other_success_answers() {
     b.expect_silence().await;
 }
 
-#[tokio::test]
-async fn each_http_status_maps_to_its_stanza_error() {
-    each_http_status_maps_to_its_stanza_error_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn each_http_status_maps_to_its_stanza_error_through_ejabberd() {
-    each_http_status_maps_to_its_stanza_error_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    each_http_status_maps_to_its_stanza_error_on,
+    each_http_status_maps_to_its_stanza_error,
+    each_http_status_maps_to_its_stanza_error_through_ejabberd
+);
 
 async fn each_http_status_maps_to_its_stanza_error_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
@@ -135,15 +131,11 @@ async fn invalid_answers_become_undefined_condition() {
     assert!(b.host.log().contains("answer refused"), "a log line per refusal:\n{}", b.host.log());
 }
 
-#[tokio::test]
-async fn foreign_from_is_refused_and_the_component_stays_connected() {
-    foreign_from_is_refused_and_the_component_stays_connected_on(Server::Prosody).await;
-}
-
-#[tokio::test]
-async fn foreign_from_is_refused_and_the_component_stays_connected_through_ejabberd() {
-    foreign_from_is_refused_and_the_component_stays_connected_on(Server::Ejabberd).await;
-}
+on_each_server!(
+    foreign_from_is_refused_and_the_component_stays_connected_on,
+    foreign_from_is_refused_and_the_component_stays_connected,
+    foreign_from_is_refused_and_the_component_stays_connected_through_ejabberd
+);
 
 async fn foreign_from_is_refused_and_the_component_stays_connected_on(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {

@@ -1,0 +1,160 @@
+//! What Prosody and ejabberd share as test servers: what to serve (`ServerSetup`), the process
+//! with its temp dir and ports (`ServerProcess`), and what a test does with either
+//! (`TestServer`).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// The domain the test servers serve clients on.
+pub const CLIENT_DOMAIN: &str = "localhost";
+
+/// What a test server should serve. The client domain is always `localhost`.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSetup {
+    /// External components: (domain, secret).
+    pub components: Vec<(String, String)>,
+    /// Accounts on `localhost`: (user, password).
+    pub users: Vec<(String, String)>,
+}
+
+impl ServerSetup {
+    pub fn component(mut self, domain: &str, secret: &str) -> Self {
+        self.components.push((domain.into(), secret.into()));
+        self
+    }
+
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        self.users.push((name.into(), password.into()));
+        self
+    }
+}
+
+/// A server process a test owns: a throwaway dir, two free loopback ports (clients, the
+/// component), and the running process, killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: &'static str,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// The files in `dir` that make up the server's log, besides its console output.
+    log_files: &'static [&'static str],
+    pub c2s_port: u16,
+    pub component_port: u16,
+}
+
+/// The file in the dir that takes the server's stdout and stderr.
+const CONSOLE_LOG: &str = "console.log";
+
+impl ServerProcess {
+    /// A temp dir and two free ports for the server called `name`; nothing runs yet.
+    pub(crate) fn prepare(name: &'static str, log_files: &'static [&'static str]) -> anyhow::Result<ServerProcess> {
+        let dir = tempfile::Builder::new().prefix(&format!("stanzahook-{name}-")).tempdir()?;
+        let (c2s_port, component_port) = (crate::free_port()?, crate::free_port()?);
+        Ok(ServerProcess { name, dir, child: None, log_files, c2s_port, component_port })
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts `command` (its output going to the log) and waits until both ports accept
+    /// connections.
+    pub(crate) fn spawn(&mut self, mut command: Command, within: Duration) -> anyhow::Result<()> {
+        let console = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(CONSOLE_LOG))?;
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(console.try_clone()?)
+            .stderr(console)
+            .spawn()
+            .with_context(|| format!("cannot start {} (apt-get install {})", self.name, self.name))?;
+        let ready = wait_for_ports(&mut child, &[self.c2s_port, self.component_port], within);
+        // Kept even when not ready, so that drop kills it.
+        self.child = Some(child);
+        ready.map_err(|e| anyhow::anyhow!("{} {e}; its log:\n{}", self.name, self.log()))
+    }
+
+    /// Kills the server (as a crash would), keeping its data.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's console output and log files, for failure messages.
+    pub fn log(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        std::iter::once(CONSOLE_LOG).chain(self.log_files.iter().copied()).map(read).collect()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until `child` accepts connections on every one of `ports` on loopback. The error says
+/// why (the server exited, or a port stayed closed); the caller adds the server's log.
+fn wait_for_ports(child: &mut Child, ports: &[u16], within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    for &port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            match child.try_wait() {
+                Ok(Some(status)) => return Err(format!("exited with {status}")),
+                Ok(None) => {}
+                Err(e) => return Err(format!("cannot be watched: {e}")),
+            }
+            if Instant::now() > deadline {
+                return Err(format!("did not open port {port} within {} s", within.as_secs()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}
+
+/// A test XMPP server (Prosody or ejabberd) as the tests use it: where clients connect, where
+/// the component connects, its log for failure messages, and crashing and restarting it.
+pub trait TestServer: std::fmt::Debug + Send {
+    fn process(&self) -> &ServerProcess;
+    fn process_mut(&mut self) -> &mut ServerProcess;
+    /// Starts the server's process, on the ports and with the data it had.
+    fn spawn(&mut self) -> anyhow::Result<()>;
+
+    /// Which server this is, for messages.
+    fn name(&self) -> &'static str {
+        self.process().name
+    }
+
+    fn c2s_port(&self) -> u16 {
+        self.process().c2s_port
+    }
+
+    fn component_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.process().component_port)
+    }
+
+    fn log(&self) -> String {
+        self.process().log()
+    }
+
+    /// Kills the server (as a crash would), keeping its data.
+    fn kill(&mut self) {
+        self.process_mut().kill();
+    }
+
+    /// Starts the server again on the same ports after `kill`.
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
