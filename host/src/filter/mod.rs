@@ -1,10 +1,9 @@
 //! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
 //! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance under
 //! limits (its waits ending at the deadline, by `waits`), keeping what the guest says within
-//! `guest_log`'s budget; `chain` runs the configured
-//! filters in order and applies each one's `on_error`, `workers` are the threads the chain runs
-//! on, `loader` makes chains at start and on reload, through `cache`, the compiled filters on
-//! disk.
+//! `guest_log`'s budget; `chain` runs the configured filters in order and applies each one's
+//! `on_error`, `workers` are the threads the chain runs on, `loader` makes chains at start and on
+//! reload, through `cache`, the compiled filters on disk.
 
 mod bindings;
 mod cache;
