@@ -234,12 +234,16 @@ async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> 
 fn refusal_hint(condition: &str, settings: &ConnectionSettings) -> String {
     let domain = &settings.domain;
     match condition {
-        "not-authorized" => {
-            format!("check that the secret matches the server's component_secret for {domain}")
-        }
-        "host-unknown" | "improper-addressing" => {
-            format!("the server has no external component {domain} configured (Prosody: Component \"{domain}\")")
-        }
+        // ejabberd also answers this for a domain it has no component entry for.
+        "not-authorized" => format!(
+            "check that the secret matches the server's for {domain} (Prosody: component_secret; ejabberd: \
+             the password of {domain} under an ejabberd_service listener's hosts) and that the server serves \
+             {domain} as a component at all"
+        ),
+        "host-unknown" | "improper-addressing" => format!(
+            "the server has no external component {domain} configured (Prosody: Component \"{domain}\"; \
+             ejabberd: {domain} under an ejabberd_service listener's hosts)"
+        ),
         "conflict" => format!("another connection is already serving {domain}"),
         _ => format!("check the server's component configuration for {domain}"),
     }

@@ -39,9 +39,9 @@ pub enum Server {
 }
 
 impl Server {
-    /// The server with alice and bob as users and the component, or `None` (with a loud message)
-    /// where it is not installed outside CI.
-    fn start(self, setup: &ServerSetup) -> Option<Box<dyn TestServer>> {
+    /// The server with what `setup` says, or `None` (with a loud message) where it is not
+    /// installed outside CI.
+    pub fn start(self, setup: &ServerSetup) -> Option<Box<dyn TestServer>> {
         match self {
             Server::Prosody => testkit::require_program("prosody", "apt-get install prosody")
                 .then(|| Box::new(Prosody::start(setup).expect("prosody starts")) as Box<dyn TestServer>),
