@@ -18,7 +18,9 @@ use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
 use super::call::CallState;
 
 /// The clock interface the replaced functions belong to, as wasmtime-wasi defines it; guests
-/// importing an older 0.2 version are linked to it too.
+/// importing an older 0.2 version are linked to it too. A wasmtime-wasi with another version here
+/// would leave its own functions in place: the test
+/// `filters::a_filter_waiting_past_its_time_limit_is_stopped_there` then fails.
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
 /// Replaces `subscribe-duration` and `subscribe-instant` of the linker's WASI with deadline-bound
