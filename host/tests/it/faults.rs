@@ -20,12 +20,12 @@ const RECONNECT_WITHIN: Duration = Duration::from_secs(2);
 const PEAK_GROWTH_LIMIT: u64 = 80 << 20;
 
 on_each_server!(
-    prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on,
+    a_server_restart_mid_call_reconnects_fast_and_delivers_the_held_reply,
     prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply,
     ejabberd_restart_mid_call_reconnects_fast_and_delivers_the_held_reply
 );
 
-async fn prosody_restart_mid_call_reconnects_fast_and_delivers_the_held_reply_on(server: Server) {
+async fn a_server_restart_mid_call_reconnects_fast_and_delivers_the_held_reply(server: Server) {
     let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else { return };
     b.alice.send(&message(&format!("slow@{DOMAIN}"), "across the restart")).await.expect("send");
     b.webhook.wait_for(1, WAIT).await.expect("the call is under way");
