@@ -107,7 +107,7 @@ impl Drop for ServerProcess {
 fn wait_for_ports(child: &mut Child, ports: &[u16], within: Duration) -> Result<(), String> {
     let deadline = Instant::now() + within;
     for &port in ports {
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !listening(port) {
             match child.try_wait() {
                 Ok(Some(status)) => return Err(format!("exited with {status}")),
                 Ok(None) => {}
@@ -120,6 +120,24 @@ fn wait_for_ports(child: &mut Child, ports: &[u16], within: Duration) -> Result<
         }
     }
     Ok(())
+}
+
+/// Whether something listens on 127.0.0.1:`port`. Read from the kernel's socket table rather
+/// than by connecting: every probe connection takes an ephemeral port, and one of them could be
+/// a port another test has picked as free and is about to bind (ejabberd takes a second to
+/// start, so it was probed ~50 times). Where `/proc` cannot be read, a connection tells.
+fn listening(port: u16) -> bool {
+    match std::fs::read_to_string("/proc/net/tcp") {
+        // Columns: slot, local address (hex IPv4 in host order, then port), remote, state (0A = LISTEN).
+        Ok(table) => {
+            let local = format!("0100007F:{port:04X}");
+            table.lines().skip(1).any(|line| {
+                let mut fields = line.split_whitespace().skip(1);
+                fields.next() == Some(local.as_str()) && fields.nth(1) == Some("0A")
+            })
+        }
+        Err(_) => std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    }
 }
 
 /// A test XMPP server (Prosody or ejabberd) as the tests use it: where clients connect, where
