@@ -7,16 +7,13 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use testkit::client::body;
 
-use crate::harness::{Bridge, DOMAIN, Options, SECRET, WAIT};
+use crate::harness::{API_TOKEN, Bridge, DOMAIN, Options, SECRET, Server, WAIT, on_each_server};
 
-const TOKEN: &str = "a-token-for-the-tests-0123456789";
-
-/// A bridge with the API on a free port; returns it with the API's base URL.
-async fn bridge_with_api() -> Option<(Bridge, String)> {
-    let port = testkit::free_port().expect("free port");
-    let toml = format!("[api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\"\n");
-    let b = Bridge::start(Options { toml: &toml, ..Options::default() }).await?;
-    Some((b, format!("http://127.0.0.1:{port}")))
+/// A bridge on `server` with the API; returns it with the API's base URL.
+async fn bridge_with_api(server: Server) -> Option<(Bridge, String)> {
+    let b = Bridge::start(Options { server, api: true, ..Options::default() }).await?;
+    let base = b.api.clone().expect("the API is on");
+    Some((b, base))
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -53,7 +50,7 @@ async fn healthz_becomes(base: &str, code: u16) -> Value {
 
 #[tokio::test]
 async fn healthz_follows_the_component_stream() {
-    let Some((mut b, base)) = bridge_with_api().await else { return };
+    let Some((mut b, base)) = bridge_with_api(Server::Prosody).await else { return };
     let up = healthz_becomes(&base, 200).await;
     assert_eq!(up["connected"], true);
 
@@ -70,7 +67,7 @@ async fn healthz_follows_the_component_stream() {
 
 #[tokio::test]
 async fn metrics_parse_and_count_the_traffic() {
-    let Some((mut b, base)) = bridge_with_api().await else { return };
+    let Some((mut b, base)) = bridge_with_api(Server::Prosody).await else { return };
     for text in ["one", "two", "three"] {
         b.ask("echo", text).await;
     }
@@ -102,33 +99,39 @@ async fn metrics_parse_and_count_the_traffic() {
     assert!(text.contains("stanzahook_webhook_duration_seconds_count 4"), "{text}");
 }
 
-#[tokio::test]
-async fn send_needs_its_token_and_the_components_domain() {
-    let Some((mut b, base)) = bridge_with_api().await else { return };
+// Through ejabberd too: these messages start at the component, with no stanza to answer.
+on_each_server!(
+    send_on,
+    send_needs_its_token_and_the_components_domain,
+    send_needs_its_token_and_the_components_domain_through_ejabberd
+);
+
+async fn send_on(server: Server) {
+    let Some((mut b, base)) = bridge_with_api(server).await else { return };
     let alice = b.alice.jid.clone();
     let later = json!({"to": alice, "body": "an answer that took a while"});
 
     assert_eq!(send(&base, None, &later).await.0, 401, "no token");
     assert_eq!(send(&base, Some("wrong-token-wrong-token"), &later).await.0, 401, "wrong token");
-    let (status, error) = send(&base, Some(TOKEN), &json!({"body": "to whom?"})).await;
+    let (status, error) = send(&base, Some(API_TOKEN), &json!({"body": "to whom?"})).await;
     assert_eq!(status, 400);
     assert!(error["error"].as_str().is_some_and(|e| e.contains("`to` is required")), "{error}");
     let foreign = json!({"to": alice, "from": "evil@localhost", "body": "x"});
-    assert_eq!(send(&base, Some(TOKEN), &foreign).await.0, 403, "a foreign from is refused");
+    assert_eq!(send(&base, Some(API_TOKEN), &foreign).await.0, 403, "a foreign from is refused");
     b.expect_silence().await;
 
-    let (status, answer) = send(&base, Some(TOKEN), &later).await;
+    let (status, answer) = send(&base, Some(API_TOKEN), &later).await;
     assert_eq!((status, answer), (202, json!({"queued": 1})));
     let (got, _) = b.alice.expect(WAIT, "the sent message", |el| el.name() == "message").await.expect("delivered");
     assert_eq!(body(&got).as_deref(), Some("an answer that took a while"));
     assert_eq!(got.attr("from"), Some(DOMAIN));
 
     let from_bot = json!({"to": alice, "from": format!("weather@{DOMAIN}/x"), "type": "chat", "body": "sunny"});
-    assert_eq!(send(&base, Some(TOKEN), &from_bot).await.0, 202);
+    assert_eq!(send(&base, Some(API_TOKEN), &from_bot).await.0, 202);
     let (got, _) = b.alice.expect(WAIT, "from the bot", |el| el.name() == "message").await.expect("delivered");
     assert_eq!(got.attr("from"), Some(format!("weather@{DOMAIN}/x").as_str()));
     let log = b.host.log();
-    assert!(!log.contains(TOKEN), "the token must never be logged:\n{log}");
+    assert!(!log.contains(API_TOKEN), "the token must never be logged:\n{log}");
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use testkit::XmppClient;
 use testkit::client::{body, error_of};
 
-use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
+use crate::harness::{Bridge, DOMAIN, Options, Server, WAIT, message, on_each_server};
 
 const EXAMPLES: &str = "examples/filters";
 const TEST_GUESTS: &str = "host/tests/guests";
@@ -74,15 +74,20 @@ async fn redact_masks_or_drops_what_matches() {
     assert_eq!(body(&reply).as_deref(), Some("harmless"));
 }
 
-#[tokio::test]
-async fn a_chain_runs_in_order_before_and_in_reverse_after() {
+on_each_server!(
+    a_chain_on,
+    a_chain_runs_in_order_before_and_in_reverse_after,
+    a_chain_runs_in_order_before_and_in_reverse_after_through_ejabberd
+);
+
+async fn a_chain_on(server: Server) {
     let Some(wasm) = guest(TEST_GUESTS, "tag") else { return };
     let toml = format!(
         "{}[filter.config]\ntag = \"A\"\n{}[filter.config]\ntag = \"B\"\n",
         entry(&wasm, "first", ""),
         entry(&wasm, "second", "")
     );
-    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let Some(mut b) = Bridge::start(Options { server, toml: &toml, ..Options::default() }).await else { return };
     let reply = b.ask("echo", "hi").await;
     assert_eq!(b.webhook_saw(1).await[0].event["body"], "hiAB", "before hooks in config order");
     assert_eq!(body(&reply).as_deref(), Some("hiABba"), "after hooks in reverse order");

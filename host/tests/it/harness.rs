@@ -8,6 +8,8 @@ use testkit::{Ejabberd, HostProcess, Prosody, ServerSetup, TestServer, TestWebho
 
 pub const DOMAIN: &str = "bot.localhost";
 pub const SECRET: &str = "s3cret";
+/// The operator API's token where a bridge serves the API.
+pub const API_TOKEN: &str = "a-token-for-the-tests-0123456789";
 /// Long enough for a loaded 2-core CI machine; only waits that end early use it.
 pub const WAIT: Duration = Duration::from_secs(10);
 /// Startup compiles the configured filters: seconds each in a debug build on a busy machine.
@@ -25,6 +27,8 @@ pub struct Bridge {
     pub webhook: TestWebhook,
     pub host: HostProcess,
     pub alice: XmppClient,
+    /// The operator API's base URL, with `Options::api`.
+    pub api: Option<String>,
     /// The config file stanzahook was started with; tests may edit it.
     pub config: std::path::PathBuf,
     _config_dir: tempfile::TempDir,
@@ -83,6 +87,8 @@ pub struct Options<'a> {
     pub url_in_file: bool,
     /// Log one JSON object per line (`--log-format json`).
     pub json_log: bool,
+    /// Serve the operator API on a free port, with `API_TOKEN`.
+    pub api: bool,
 }
 
 impl Bridge {
@@ -94,13 +100,19 @@ impl Bridge {
         let config_dir = tempfile::tempdir().expect("tempdir");
         let config = config_dir.path().join("stanzahook.toml");
         let post_url = options.post_url.as_deref().unwrap_or(&webhook.url);
+        // The API's port is taken only now, after the server is up: a port is free only until
+        // someone binds it, and a server starting up is polled from many client ports.
+        let api_port = options.api.then(|| testkit::free_port().expect("free port"));
+        let api_toml =
+            api_port.map(|port| format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"{API_TOKEN}\"\n"));
+        let toml = format!("{}{}", options.toml, api_toml.unwrap_or_default());
         let mut args = testkit::host::run_args(DOMAIN, &server.component_addr(), SECRET, post_url, Some(&config));
         if options.url_in_file {
-            std::fs::write(&config, format!("post_url = {post_url:?}\n{}", options.toml)).expect("write config");
+            std::fs::write(&config, format!("post_url = {post_url:?}\n{toml}")).expect("write config");
             let flag = args.iter().position(|a| a == "--post-url").expect("run_args passes --post-url");
             args.drain(flag..flag + 2);
         } else {
-            std::fs::write(&config, options.toml).expect("write config");
+            std::fs::write(&config, &toml).expect("write config");
         }
         if options.json_log {
             args.extend(["--log-format".to_owned(), "json".to_owned()]);
@@ -114,7 +126,8 @@ impl Bridge {
             Ok(client) => client,
             Err(e) => panic!("alice cannot log in: {e:#}\n{} log:\n{}", server.name(), server.log()),
         };
-        Some(Bridge { server, webhook, host, alice, config, _config_dir: config_dir })
+        let api = api_port.map(|port| format!("http://127.0.0.1:{port}"));
+        Some(Bridge { server, webhook, host, alice, api, config, _config_dir: config_dir })
     }
 
     /// Waits until the webhook has seen `n` requests, and asserts it saw no more.
