@@ -22,20 +22,22 @@
 //! export_filter!(Ping);
 //! ```
 //!
-//! Every call runs in a fresh instance: statics do not survive from one stanza to the next. Read
-//! settings with [`config`], write to stanzahook's log with the [`log`] functions.
+//! Every call runs in a fresh instance, so statics do not survive from one stanza to the next,
+//! unless the filter says with [`Filter::reuse`] that its instance may be kept. Read settings with
+//! [`config`], write to stanzahook's log with the [`log`] functions.
 #![deny(missing_docs)]
 
 pub use serde_json::{self, Value, json};
 
 use std::cell::OnceCell;
 
-/// The bindings of `wit/filter.wit`; used by [`export_filter!`], not meant to be named directly.
+/// The bindings of `wit/filter.wit` (world `reusable-filter`: the hooks and `instances`); used by
+/// [`export_filter!`], not meant to be named directly.
 #[doc(hidden)]
 pub mod wit {
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        world: "filter",
+        world: "reusable-filter",
         path: "../wit",
         pub_export_macro: true,
         default_bindings_module: "::stanzahook_guest::wit",
@@ -216,6 +218,19 @@ pub trait Filter {
         let _ = (event, answer);
         Ok(After::Pass)
     }
+
+    /// Whether stanzahook may keep this filter's instance after a call that succeeded and use it
+    /// for later stanzas, of any sender, instead of a fresh instance per call. Asked once per
+    /// loaded version of the filter; [`config`] already answers. The default, `false`, keeps
+    /// every stanza apart.
+    ///
+    /// Reuse saves most of a call's cost (instantiating and tearing down take about as long as a
+    /// small hook), but statics, `thread_local!`s, caches and the allocator's memory then outlive
+    /// the stanza: answer `true` only for a filter that keeps nothing of one stanza that could
+    /// reach another's answer. The operator can still refuse (`reuse_instances = false`).
+    fn reuse() -> bool {
+        false
+    }
 }
 
 /// This filter's setting `key` (the `[filter.config]` table of stanzahook's config).
@@ -305,6 +320,12 @@ macro_rules! export_filter {
                     answer: $crate::wit::WebhookAnswer,
                 ) -> ::std::result::Result<$crate::wit::AfterVerdict, ::std::string::String> {
                     $crate::__after::<$filter>(event, answer)
+                }
+            }
+
+            impl $crate::wit::exports::stanzahook::filter::instances::Guest for __StanzahookFilter {
+                fn reuse() -> bool {
+                    <$filter as $crate::Filter>::reuse()
                 }
             }
 

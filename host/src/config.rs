@@ -250,6 +250,7 @@ struct RawFilter {
     env: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     read_dirs: Vec<String>,
+    reuse_instances: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -466,6 +467,7 @@ fn filter(raw: RawFilter, index: usize, base: &Path) -> Result<FilterSettings, C
     }
     settings.config = raw.config;
     settings.grants = Grants { env: raw.env, read_dirs: raw.read_dirs.iter().map(|d| base.join(d)).collect() };
+    settings.reuse_instances = raw.reuse_instances.unwrap_or(true);
     Ok(settings)
 }
 
@@ -646,6 +648,7 @@ path = \"f/a.wasm\"
 on_error = \"reject\"
 cpu_limit = \"20ms\"
 memory_limit = 1048576
+reuse_instances = false
 [filter.config]
 prefix = \"!\"
 
@@ -665,6 +668,8 @@ name = \"second\"
         assert_eq!(c.filters[0].limits.cpu, Duration::from_millis(20));
         assert_eq!(c.filters[0].limits.memory_bytes, 1 << 20);
         assert_eq!(c.filters[0].config.get("prefix").map(String::as_str), Some("!"));
+        assert!(!c.filters[0].reuse_instances);
+        assert!(c.filters[1].reuse_instances, "the filter's own answer decides by default");
     }
 
     #[test]

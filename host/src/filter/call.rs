@@ -1,21 +1,23 @@
-//! One hook call: a fresh instance from the pre-instantiated component, in a store with the
-//! filter's limits (epoch deadline for CPU, a resource limiter for memory), no WASI capability
-//! beyond the granted ones, and the guest's output captured for the log.
+//! One hook call: a fresh instance from the pre-instantiated component (or, for a filter that
+//! allows it, one kept from an earlier call that succeeded), in a store with the filter's limits
+//! (epoch deadline for CPU, a resource limiter for memory), no WASI capability beyond the granted
+//! ones, and the guest's output captured for the log.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ComponentExportIndex, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use serde_json::Value;
 
 use super::FilterSettings;
-use super::bindings::{AfterVerdict, BeforeVerdict, FilterPre, Level, WebhookAnswer};
+use super::bindings::{AfterVerdict, BeforeVerdict, Filter, FilterPre, Level, WebhookAnswer};
 use super::engine::EPOCH_TICK;
 use super::guest_log::{GuestLog, GuestOutput};
 use super::waits::CallWaits;
+use super::warm::WarmPool;
 
 /// Guest stdout/stderr kept per call; more is cut.
 const CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
@@ -150,12 +152,21 @@ impl WasiView for CallState {
     }
 }
 
-/// A compiled, pre-instantiated filter. Cheap to share; every call gets a fresh instance.
+/// A compiled, pre-instantiated filter. Cheap to share; every call gets a fresh instance, unless
+/// the filter allows reuse, when calls take one from `warm` if there is one.
 #[derive(Clone)]
 pub struct LoadedFilter {
     pub settings: Arc<FilterSettings>,
     engine: Engine,
     pre: FilterPre<CallState>,
+    warm: Option<Arc<WarmPool<Warm>>>,
+}
+
+/// An instance kept for a later call, with its store.
+pub(super) struct Warm {
+    store: Store<CallState>,
+    pipes: Pipes,
+    bindings: Filter,
 }
 
 impl std::fmt::Debug for LoadedFilter {
@@ -171,11 +182,32 @@ struct Pipes {
 
 impl LoadedFilter {
     pub(super) fn new(settings: FilterSettings, engine: Engine, pre: FilterPre<CallState>) -> LoadedFilter {
-        LoadedFilter { settings: Arc::new(settings), engine, pre }
+        LoadedFilter { settings: Arc::new(settings), engine, pre, warm: None }
+    }
+
+    /// This filter, keeping instances between calls in `warm`.
+    pub(super) fn reusing(self, warm: WarmPool<Warm>) -> LoadedFilter {
+        LoadedFilter { warm: Some(Arc::new(warm)), ..self }
     }
 
     pub fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    /// Whether calls may run in an instance kept from an earlier one.
+    pub fn reuses_instances(&self) -> bool {
+        self.warm.is_some()
+    }
+
+    /// Asks the filter, in an instance of its own, whether it allows reuse (WIT
+    /// `instances.reuse`, exported at `reuse`).
+    pub(super) fn allows_reuse(&self, reuse: &ComponentExportIndex) -> Result<bool, FilterError> {
+        let (mut store, _pipes) = self.store().map_err(|e| FilterError::Instantiate(format!("{e:#}")))?;
+        let answer = self.pre.instance_pre().instantiate(&mut store).and_then(|instance| {
+            let ask = instance.get_typed_func::<(), (bool,)>(&mut store, reuse)?;
+            ask.call(&mut store, ())
+        });
+        answer.map(|(allowed,)| allowed).map_err(|e| self.classify(e))
     }
 
     /// Makes one instance and drops it, calling nothing: a reload swaps a filter in only once this
@@ -223,17 +255,28 @@ impl LoadedFilter {
 
     fn call<V>(
         &self,
-        f: impl FnOnce(&super::bindings::Filter, &mut Store<CallState>) -> wasmtime::Result<Result<V, String>>,
+        f: impl FnOnce(&Filter, &mut Store<CallState>) -> wasmtime::Result<Result<V, String>>,
     ) -> (Result<V, FilterError>, CallReport) {
         let mut report = CallReport::default();
         let started = Instant::now();
-        let (mut store, pipes) = match self.store() {
-            Ok(s) => s,
-            Err(e) => return (Err(FilterError::Instantiate(format!("{e:#}"))), report),
-        };
-        let bindings = match self.pre.instantiate(&mut store) {
-            Ok(b) => b,
-            Err(e) => return (Err(self.classify(e)), report),
+        let kept = self.warm.as_ref().and_then(|warm| warm.take());
+        let Warm { mut store, pipes, bindings } = match kept {
+            Some(mut kept) => {
+                let limit = self.settings.limits.cpu;
+                kept.store.data_mut().waits.restart(limit);
+                kept.store.set_epoch_deadline(epoch_ticks(limit));
+                kept
+            }
+            None => {
+                let (mut store, pipes) = match self.store() {
+                    Ok(s) => s,
+                    Err(e) => return (Err(FilterError::Instantiate(format!("{e:#}"))), report),
+                };
+                match self.pre.instantiate(&mut store) {
+                    Ok(bindings) => Warm { store, pipes, bindings },
+                    Err(e) => return (Err(self.classify(e)), report),
+                }
+            }
         };
         report.instantiate = started.elapsed();
         let call_started = Instant::now();
@@ -241,7 +284,7 @@ impl LoadedFilter {
         report.call = call_started.elapsed();
         let mut log = std::mem::take(&mut store.data_mut().log);
         for (name, pipe, level) in [("stdout", &pipes.stdout, Level::Info), ("stderr", &pipes.stderr, Level::Warn)] {
-            let (text, cut) = pipe.contents();
+            let (text, cut) = pipe.take();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 log.push(level, format!("[{name}] {line}"));
             }
@@ -255,7 +298,12 @@ impl LoadedFilter {
         report.logs = log.into_lines();
         let out_of_time = store.data().waits.cut();
         let teardown = Instant::now();
-        drop(store);
+        match &self.warm {
+            // Only an instance whose call went well is kept: a trap or a limit may have left it
+            // anywhere.
+            Some(warm) if matches!(result, Ok(Ok(_))) && !out_of_time => warm.put(Warm { store, pipes, bindings }),
+            _ => drop(store),
+        }
         report.teardown = teardown.elapsed();
         let result = match result {
             // A wait cut at the deadline: the guest may have returned before an epoch check.
@@ -292,8 +340,7 @@ impl LoadedFilter {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        let ticks = self.settings.limits.cpu.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.set_epoch_deadline(epoch_ticks(self.settings.limits.cpu));
         store.epoch_deadline_trap();
         Ok((store, pipes))
     }
@@ -308,6 +355,11 @@ impl LoadedFilter {
         }
         FilterError::Trap(text)
     }
+}
+
+/// The epoch deadline for a call allowed `limit`.
+fn epoch_ticks(limit: Duration) -> u64 {
+    u64::try_from(limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -72,8 +72,13 @@ impl FilterChain {
         self.filters.is_empty()
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.filters.iter().map(LoadedFilter::name).collect()
+    /// The filters' names, for the log: a filter whose instances are kept between calls says so.
+    pub fn names(&self) -> Vec<String> {
+        let describe = |f: &LoadedFilter| {
+            let kept = if f.reuses_instances() { " (keeps its instance)" } else { "" };
+            format!("{}{kept}", f.name())
+        };
+        self.filters.iter().map(describe).collect()
     }
 
     /// Runs the `before` hooks on the event's JSON text.

@@ -13,6 +13,7 @@ use super::FilterSettings;
 use super::bindings::{Filter, FilterPre};
 use super::call::{CallState, LoadedFilter};
 use super::chain::FilterChain;
+use super::warm::{WarmBudget, WarmPool};
 use super::workers::FilterWorkers;
 
 /// How often the epoch advances: the granularity of the CPU limit.
@@ -22,6 +23,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(2);
 pub fn max_concurrent_calls() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 16)
 }
+/// Instances all filters together may keep between calls (`warm.rs`), beside the pool's room
+/// for the calls in flight. Each holds a pool slot and its memory.
+const WARM_BUDGET: usize = 16;
+/// The export through which a filter says whether its instances may be kept (WIT
+/// `instances.reuse`, since 0.1.1).
+const INSTANCES_EXPORT: &str = "stanzahook:filter/instances@0.1.1";
 /// Memory per pool slot kept resident between instances; only its dirty pages are reset.
 const KEEP_RESIDENT_BYTES: usize = 8 << 20;
 /// The largest linear memory any filter may be given.
@@ -32,6 +39,7 @@ pub struct FilterEngine {
     engine: Engine,
     linker: Arc<Linker<CallState>>,
     workers: Arc<FilterWorkers>,
+    warm_budget: Arc<WarmBudget>,
 }
 
 impl std::fmt::Debug for FilterEngine {
@@ -44,7 +52,8 @@ impl FilterEngine {
     pub fn new() -> anyhow::Result<FilterEngine> {
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasip2 component holds a handful of core instances, memories and tables.
-        let instances = u32::try_from(max_concurrent_calls() * 2).unwrap_or(32);
+        let in_flight = u32::try_from(max_concurrent_calls() * 2).unwrap_or(32);
+        let instances = in_flight + u32::try_from(WARM_BUDGET).unwrap_or(0);
         pool.total_component_instances(instances)
             .total_core_instances(instances * 8)
             .total_memories(instances * 4)
@@ -56,7 +65,7 @@ impl FilterEngine {
             // those, with memset; older kernels fall back to madvise.
             .pagemap_scan(Enabled::Auto)
             // Resident slots cost memory: keep no more warm than calls can run at once.
-            .max_unused_warm_slots(instances)
+            .max_unused_warm_slots(in_flight)
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
             .table_keep_resident(KEEP_RESIDENT_BYTES / 64);
         let mut config = Config::new();
@@ -75,7 +84,8 @@ impl FilterEngine {
             .map_err(anyhow::Error::from)
             .context("cannot link the host imports")?;
         let workers = FilterWorkers::start(max_concurrent_calls()).context("cannot start the filter threads")?;
-        Ok(FilterEngine { engine, linker: Arc::new(linker), workers: Arc::new(workers) })
+        let warm_budget = WarmBudget::new(WARM_BUDGET);
+        Ok(FilterEngine { engine, linker: Arc::new(linker), workers: Arc::new(workers), warm_budget })
     }
 
     /// A chain of filters loaded by this engine, run on its threads.
@@ -103,17 +113,31 @@ impl FilterEngine {
             .context("not a WebAssembly component this host can compile")
     }
 
-    /// Links a compiled component against the host's imports and checks it is a filter.
+    /// Links a compiled component against the host's imports and checks it is a filter; asks a
+    /// filter that exports `instances` whether its instances may be kept, unless its settings
+    /// refuse that anyway.
     pub fn prepare(&self, settings: FilterSettings, component: &Component) -> anyhow::Result<LoadedFilter> {
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{}: imports something stanzahook does not offer", describe(&settings)))?;
-        let pre = FilterPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-            format!("{}: does not implement the stanzahook:filter@0.1.0 world", describe(&settings))
-        })?;
-        Ok(LoadedFilter::new(settings, self.engine.clone(), pre))
+        let pre = FilterPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{}: does not implement the stanzahook:filter@0.1 world", describe(&settings)))?;
+        let reuse = component
+            .get_export_index(None, INSTANCES_EXPORT)
+            .and_then(|instances| component.get_export_index(Some(&instances), "reuse"))
+            .filter(|_| settings.reuse_instances);
+        let what = describe(&settings);
+        let filter = LoadedFilter::new(settings, self.engine.clone(), pre);
+        let Some(reuse) = reuse else { return Ok(filter) };
+        let allowed = filter.allows_reuse(&reuse).with_context(|| format!("{what}: cannot ask it about reuse"))?;
+        Ok(if allowed {
+            filter.reusing(WarmPool::new(max_concurrent_calls(), self.warm_budget.clone()))
+        } else {
+            filter
+        })
     }
 
     pub(super) fn wasmtime(&self) -> &Engine {

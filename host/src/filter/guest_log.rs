@@ -79,10 +79,12 @@ impl GuestOutput {
         GuestOutput { capacity, kept: Arc::default() }
     }
 
-    /// What was kept, as text, and how many bytes after it were not.
-    pub fn contents(&self) -> (String, usize) {
-        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        (String::from_utf8_lossy(&kept.bytes).into_owned(), kept.cut)
+    /// What was kept, as text, and how many bytes after it were not; the output starts over (a
+    /// kept instance's next call has its own).
+    pub fn take(&self) -> (String, usize) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let Captured { bytes, cut } = std::mem::take(&mut *kept);
+        (String::from_utf8_lossy(&bytes).into_owned(), cut)
     }
 
     fn keep(&self, bytes: &[u8]) {
@@ -184,7 +186,8 @@ mod tests {
             out.write(Bytes::from(chunk)).expect("never refused");
             assert_eq!(out.check_write().expect("never closed"), WRITE_PERMIT);
         }
-        assert_eq!(out.contents(), ("hello wo".to_owned(), 4));
+        assert_eq!(out.take(), ("hello wo".to_owned(), 4));
+        assert_eq!(out.take(), (String::new(), 0), "taken output starts over");
     }
 
     #[test]

@@ -43,10 +43,15 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "filter {} ({}): compiled in {} ms",
+        "filter {} ({}): compiled in {} ms; {}",
         filter.name(),
         args.wasm.display(),
-        started.elapsed().as_millis()
+        started.elapsed().as_millis(),
+        if filter.reuses_instances() {
+            "allows reuse: stanzahook keeps its instance between calls"
+        } else {
+            "a fresh instance per call"
+        }
     );
 
     let event_text = event.to_string();

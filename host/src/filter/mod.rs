@@ -1,9 +1,10 @@
 //! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
-//! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance under
-//! limits (its waits ending at the deadline, by `waits`), keeping what the guest says within
-//! `guest_log`'s budget; `chain` runs the configured filters in order and applies each one's
-//! `on_error`, `workers` are the threads the chain runs on, `loader` makes chains at start and on
-//! reload, through `cache`, the compiled filters on disk.
+//! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance (or one
+//! `warm` kept, for a filter that allows reuse) under limits (its waits ending at the deadline, by
+//! `waits`), keeping what the guest says within `guest_log`'s budget; `chain` runs the configured
+//! filters in order and applies each one's `on_error`, `workers` are the threads the chain runs
+//! on, `loader` makes chains at start and on reload, through `cache`, the compiled filters on
+//! disk.
 
 mod bindings;
 mod cache;
@@ -14,6 +15,7 @@ mod guest_log;
 mod loader;
 pub mod local;
 mod waits;
+mod warm;
 mod workers;
 
 use std::collections::BTreeMap;
@@ -39,6 +41,9 @@ pub struct FilterSettings {
     pub limits: FilterLimits,
     pub on_error: OnError,
     pub grants: Grants,
+    /// Whether an instance may be kept between calls when the filter says it may (WIT
+    /// `instances.reuse`); `false` gives this filter a fresh instance per call whatever it says.
+    pub reuse_instances: bool,
 }
 
 /// Per-call limits (SPEC §7.4).
@@ -85,6 +90,7 @@ impl FilterSettings {
             limits: FilterLimits::default(),
             on_error: OnError::default(),
             grants: Grants::default(),
+            reuse_instances: true,
         }
     }
 }

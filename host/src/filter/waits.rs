@@ -65,6 +65,13 @@ impl CallWaits {
         }
     }
 
+    /// A new call in the same instance: a new deadline, nothing cut yet; the guest's clock goes on.
+    pub fn restart(&mut self, limit: Duration) {
+        let fresh = CallWaits::new(limit);
+        self.deadline = fresh.deadline;
+        self.cut = fresh.cut;
+    }
+
     /// Whether the guest waited until the deadline: its call ran out of time, even if the guest
     /// got to return before the next epoch check.
     pub fn cut(&self) -> bool {

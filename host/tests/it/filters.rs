@@ -245,3 +245,53 @@ async fn a_filter_cannot_open_a_network_connection() {
     let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
     assert!(accepted.is_err(), "the guest reached the listener");
 }
+
+/// The bodies the webhook received, in order.
+async fn bodies_posted(b: &Bridge, n: usize) -> Vec<String> {
+    b.webhook_saw(n).await.iter().map(|r| r.event["body"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_filter_that_allows_reuse_keeps_its_instance_unless_refused() {
+    // The counter guest counts in a static what its instance has seen and allows reuse.
+    let Some(wasm) = guest(TEST_GUESTS, "counter") else { return };
+    let toml = entry(&wasm, "counter", "");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    for text in ["a", "b", "c"] {
+        b.ask("echo", text).await;
+    }
+    assert_eq!(bodies_posted(&b, 3).await, ["a #1", "b #2", "c #3"], "one instance served all three");
+    assert!(b.host.log().contains("counter (keeps its instance)"), "the log says so:\n{}", b.host.log());
+
+    // The operator's `reuse_instances = false` wins over the filter's answer.
+    let toml = entry(&wasm, "counter", "reuse_instances = false");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    for text in ["a", "b", "c"] {
+        b.ask("echo", text).await;
+    }
+    assert_eq!(bodies_posted(&b, 3).await, ["a #1", "b #1", "c #1"], "a fresh instance each");
+}
+
+#[tokio::test]
+async fn a_kept_instance_ends_with_a_failed_call() {
+    // Instance #1 sees "a", traps on "b" (its second stanza); "c" must get a fresh instance.
+    let Some(wasm) = guest(TEST_GUESTS, "counter") else { return };
+    let toml = entry(&wasm, "counter", "[filter.config]\ntrap_at = \"2\"\n");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    for text in ["a", "b", "c"] {
+        b.ask("echo", text).await;
+    }
+    assert_eq!(bodies_posted(&b, 3).await, ["a #1", "b", "c #1"], "skipped on the trap, then fresh");
+    assert!(b.host.log().contains("trapping on stanza #2"), "{}", b.host.log());
+}
+
+#[tokio::test]
+async fn a_filter_built_against_the_first_wit_is_served() {
+    // Built with plain wit-bindgen against stanzahook:filter@0.1.0, as released.
+    let Some(wasm) = guest(TEST_GUESTS, "legacy") else { return };
+    let toml = entry(&wasm, "legacy", "");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let reply = b.ask("echo", "hello?").await;
+    assert_eq!(body(&reply).as_deref(), Some("legacy"));
+    assert!(b.webhook.requests().is_empty());
+}

@@ -140,7 +140,7 @@ async fn a_broken_filter_file_never_replaces_a_working_one() {
     let broken: [(&str, Vec<u8>, &str); 3] = [
         ("truncated", tag[..tag.len() / 2].to_vec(), "not a WebAssembly component"),
         ("not wasm", b"#!/bin/sh\necho not a filter\n".to_vec(), "not a WebAssembly component"),
-        ("another world", stranger, "does not implement the stanzahook:filter@0.1.0 world"),
+        ("another world", stranger, "does not implement the stanzahook:filter@0.1 world"),
     ];
     for (n, (what, bytes, why)) in broken.into_iter().enumerate() {
         let kept_before = count(&b.host.log(), "previous version keeps serving");

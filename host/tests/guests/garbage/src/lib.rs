@@ -14,4 +14,10 @@ impl wit::Guest for Garbage {
     }
 }
 
+impl wit::exports::stanzahook::filter::instances::Guest for Garbage {
+    fn reuse() -> bool {
+        false
+    }
+}
+
 wit::export!(Garbage with_types_in stanzahook_guest::wit);

@@ -1,0 +1,28 @@
+//! Counts the stanzas its instance has seen, in a static, and appends the count to the body: a
+//! fresh instance always says #1. It allows reuse; with its `trap_at` setting it panics on that
+//! count, so that an instance kept after a failed call would show.
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use stanzahook_guest::{Before, Event, Filter, Result, config, export_filter};
+
+static SEEN: AtomicU32 = AtomicU32::new(0);
+
+struct Counter;
+
+impl Filter for Counter {
+    fn before(mut event: Event) -> Result<Before> {
+        let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+        if config("trap_at").and_then(|n| n.parse().ok()) == Some(seen) {
+            panic!("trapping on stanza #{seen} of this instance");
+        }
+        let body = format!("{} #{seen}", event.body().unwrap_or_default());
+        event.set("body", body);
+        Ok(Before::Rewrite(event))
+    }
+
+    fn reuse() -> bool {
+        true
+    }
+}
+
+export_filter!(Counter);
