@@ -112,6 +112,7 @@ fn filter_run_shows_each_example_decision() {
     let (code, out, err) = stanzahook(&["filter", "run", &wasm("commands"), "--event", &ping]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("before: answer") && out.contains("\"body\": \"pong\""), "{out}");
+    assert!(out.contains("allows reuse: stanzahook keeps its instance between calls"), "{out}");
 
     let (code, out, err) = stanzahook(&["filter", "run", &wasm("reshape"), "--event", &ping, "--reply", &slack_reply]);
     assert_eq!(code, 0, "{err}");
@@ -122,6 +123,7 @@ fn filter_run_shows_each_example_decision() {
         stanzahook(&["filter", "run", &wasm("redact"), "--event", &secret, "--config", "patterns=password"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("before: rewrite") && out.contains("my [redacted]"), "{out}");
+    assert!(out.contains("a fresh instance per call"), "{out}");
     let (code, out, _) = stanzahook(&[
         "filter",
         "run",

@@ -19,6 +19,12 @@ impl Filter for Commands {
             _ => Before::Pass,
         })
     }
+
+    // Nothing of one stanza stays behind (no statics, no caches), so stanzahook may keep the
+    // instance for the next call instead of starting a fresh one: about twice as fast.
+    fn reuse() -> bool {
+        true
+    }
 }
 
 export_filter!(Commands);

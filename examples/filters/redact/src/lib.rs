@@ -6,6 +6,8 @@
 
 use stanzahook_guest::{Before, Event, Filter, Result, config, export_filter, log};
 
+/// It sees what must stay secret, so it keeps the SDK's default: a fresh instance per stanza,
+/// nothing left in memory for the next one (see `Filter::reuse`).
 struct Redact;
 
 impl Filter for Redact {
