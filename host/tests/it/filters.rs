@@ -246,42 +246,37 @@ async fn a_filter_cannot_open_a_network_connection() {
     assert!(accepted.is_err(), "the guest reached the listener");
 }
 
-/// The bodies the webhook received, in order.
-async fn bodies_posted(b: &Bridge, n: usize) -> Vec<String> {
-    b.webhook_saw(n).await.iter().map(|r| r.event["body"].as_str().unwrap_or_default().to_owned()).collect()
+/// Starts a bridge with the counter guest (which counts in a static what its instance has seen,
+/// and allows reuse) and `extra` settings, asks it "a", "b" and "c" in turn, and returns the
+/// bridge and the bodies the webhook received.
+async fn count_three(extra: &str) -> Option<(Bridge, Vec<String>)> {
+    let wasm = guest(TEST_GUESTS, "counter")?;
+    let toml = entry(&wasm, "counter", extra);
+    let mut b = Bridge::start(Options { toml: &toml, ..Options::default() }).await?;
+    for text in ["a", "b", "c"] {
+        b.ask("echo", text).await;
+    }
+    let requests = b.webhook_saw(3).await;
+    let bodies = requests.iter().map(|r| r.event["body"].as_str().unwrap_or_default().to_owned()).collect();
+    Some((b, bodies))
 }
 
 #[tokio::test]
 async fn a_filter_that_allows_reuse_keeps_its_instance_unless_refused() {
-    // The counter guest counts in a static what its instance has seen and allows reuse.
-    let Some(wasm) = guest(TEST_GUESTS, "counter") else { return };
-    let toml = entry(&wasm, "counter", "");
-    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    for text in ["a", "b", "c"] {
-        b.ask("echo", text).await;
-    }
-    assert_eq!(bodies_posted(&b, 3).await, ["a #1", "b #2", "c #3"], "one instance served all three");
+    let Some((b, bodies)) = count_three("").await else { return };
+    assert_eq!(bodies, ["a #1", "b #2", "c #3"], "one instance served all three");
     assert!(b.host.log().contains("counter (keeps its instance)"), "the log says so:\n{}", b.host.log());
 
     // The operator's `reuse_instances = false` wins over the filter's answer.
-    let toml = entry(&wasm, "counter", "reuse_instances = false");
-    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    for text in ["a", "b", "c"] {
-        b.ask("echo", text).await;
-    }
-    assert_eq!(bodies_posted(&b, 3).await, ["a #1", "b #1", "c #1"], "a fresh instance each");
+    let Some((_, bodies)) = count_three("reuse_instances = false").await else { return };
+    assert_eq!(bodies, ["a #1", "b #1", "c #1"], "a fresh instance each");
 }
 
 #[tokio::test]
 async fn a_kept_instance_ends_with_a_failed_call() {
     // Instance #1 sees "a", traps on "b" (its second stanza); "c" must get a fresh instance.
-    let Some(wasm) = guest(TEST_GUESTS, "counter") else { return };
-    let toml = entry(&wasm, "counter", "[filter.config]\ntrap_at = \"2\"\n");
-    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
-    for text in ["a", "b", "c"] {
-        b.ask("echo", text).await;
-    }
-    assert_eq!(bodies_posted(&b, 3).await, ["a #1", "b", "c #1"], "skipped on the trap, then fresh");
+    let Some((b, bodies)) = count_three("[filter.config]\ntrap_at = \"2\"\n").await else { return };
+    assert_eq!(bodies, ["a #1", "b", "c #1"], "skipped on the trap, then fresh");
     assert!(b.host.log().contains("trapping on stanza #2"), "{}", b.host.log());
 }
 
