@@ -220,9 +220,9 @@ pub trait Filter {
     }
 
     /// Whether stanzahook may keep this filter's instance after a call that succeeded and use it
-    /// for later stanzas, of any sender, instead of a fresh instance per call. Asked once per
-    /// loaded version of the filter; [`config`] already answers. The default, `false`, keeps
-    /// every stanza apart.
+    /// for later stanzas, of any sender, instead of a fresh instance per call. Asked whenever
+    /// stanzahook loads the filter (at start and on each reload); [`config`] already answers.
+    /// The default, `false`, keeps every stanza apart.
     ///
     /// Reuse saves most of a call's cost (instantiating and tearing down take about as long as a
     /// small hook), but statics, `thread_local!`s, caches and the allocator's memory then outlive
