@@ -129,10 +129,11 @@ impl FilterEngine {
             .get_export_index(None, INSTANCES_EXPORT)
             .and_then(|instances| component.get_export_index(Some(&instances), "reuse"))
             .filter(|_| settings.reuse_instances);
-        let what = describe(&settings);
         let filter = LoadedFilter::new(settings, self.engine.clone(), pre);
         let Some(reuse) = reuse else { return Ok(filter) };
-        let allowed = filter.allows_reuse(&reuse).with_context(|| format!("{what}: cannot ask it about reuse"))?;
+        let allowed = filter
+            .allows_reuse(&reuse)
+            .with_context(|| format!("{}: cannot ask it about reuse", describe(&filter.settings)))?;
         Ok(if allowed {
             filter.reusing(WarmPool::new(max_concurrent_calls(), self.warm_budget.clone()))
         } else {
