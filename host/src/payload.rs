@@ -137,6 +137,12 @@ fn from_keys(
     }
     let body = match map.get("body") {
         None | Some(Value::Null) => None,
+        // Webhooks written for the reference send `body` with every reply, whatever its kind,
+        // and the reference ignores it there (SPEC §4.1): so does stanzahook.
+        Some(_) if kind != Kind::Message => {
+            tracing::debug!("ignoring `body` in a {kind} reply: only a message carries one");
+            None
+        }
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         Some(Value::Bool(b)) => Some(b.to_string()),
@@ -144,9 +150,6 @@ fn from_keys(
     };
     if let Some(body) = body {
         xml_chars("body", &body)?;
-        if kind != Kind::Message {
-            return Err(bad("body", format!("is only allowed in a message reply, not in a {kind}")));
-        }
         el.append_child(Element::builder("body", NS_COMPONENT).append(body).build());
     }
     if type_ == Some("error") {
