@@ -42,6 +42,8 @@ pub enum AnswerError {
     Stanza(#[from] ParseStanzaError),
     #[error("reply `from` {from:?} is not at this component's domain {domain}")]
     ForeignFrom { from: String, domain: String },
+    #[error("reply `to` {to:?} is at this component's own domain: the server would route it back, and the bot would answer itself forever")]
+    ToOwnDomain { to: String },
 }
 
 impl AnswerError {
@@ -50,6 +52,8 @@ impl AnswerError {
         match self {
             AnswerError::ForeignFrom { .. } => StanzaError::new(ErrorType::Cancel, "not-allowed")
                 .with_text("The bot tried to answer from an address it does not own"),
+            AnswerError::ToOwnDomain { .. } => StanzaError::new(ErrorType::Cancel, "undefined-condition")
+                .with_text("The bot tried to send a reply to its own address, which would loop"),
             other => StanzaError::new(ErrorType::Cancel, "undefined-condition")
                 .with_text(format!("The bot's answer was invalid: {other}")),
         }
@@ -180,11 +184,16 @@ fn string_key<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Opti
     }
 }
 
-/// `to` must be an address; `from` must be at exactly our domain, since Prosody closes the whole
-/// stream for any other (SPEC §4.4). Both are written back normalised.
+/// `to` must be an address outside our domain: the server routes a stanza to our domain back to
+/// us, and the answer to it would be sent again, forever (SPEC §2.4). `from` must be at exactly
+/// our domain, since Prosody closes the whole stream for any other (SPEC §4.4). Both are written
+/// back normalised.
 fn check_addresses(el: &mut Element, domain: &str) -> Result<(), AnswerError> {
-    let to = el.attr("to").unwrap_or("").to_owned();
-    let to = Jid::new(&to).map_err(|e| bad("to", format!("{to:?} is not an XMPP address: {e}")))?;
+    let to_text = el.attr("to").unwrap_or("").to_owned();
+    let to = Jid::new(&to_text).map_err(|e| bad("to", format!("{to_text:?} is not an XMPP address: {e}")))?;
+    if stanza::is_at_domain(&to_text, domain) {
+        return Err(AnswerError::ToOwnDomain { to: to_text });
+    }
     let from_text = el.attr("from").unwrap_or("").to_owned();
     let from = Jid::new(&from_text).map_err(|e| bad("from", format!("{from_text:?} is not an XMPP address: {e}")))?;
     if from.domain().as_str() != domain {

@@ -84,6 +84,13 @@ impl Pipeline {
     async fn dispatch(&self, el: Element) {
         let Some(kind) = Kind::of(&el) else { return };
         crate::metrics::metrics().stanza_received(kind.as_str());
+        let from = el.attr("from").unwrap_or("");
+        if stanza::is_at_domain(from, &self.shared.live.load().config.domain) {
+            // Only stanzahook itself sends from its domain (its keepalive echo is handled by the
+            // connection): answering this would start a loop (SPEC §2.4).
+            tracing::warn!(from, kind = kind.as_str(), "not handled: it comes from this component's own domain");
+            return;
+        }
         // Backpressure: when this many stanzas wait or run, stop reading from the server. The
         // permit travels with the stanza, so a chatty sender's queue is bounded too.
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };

@@ -153,6 +153,15 @@ pub fn is_iq_request(el: &Element) -> bool {
     el.name() == "iq" && matches!(stanza_type(el), Some("get" | "set"))
 }
 
+/// True when the XMPP address `addr` (bare or full) is at exactly `domain`, ignoring ASCII case
+/// as domain names do. A localpart cannot hold `@` or `/`, so the domain is what lies between
+/// the first `@` and the first `/` after it.
+pub fn is_at_domain(addr: &str, domain: &str) -> bool {
+    let bare = addr.split_once('/').map_or(addr, |(bare, _)| bare);
+    let host = bare.split_once('@').map_or(bare, |(_, host)| host);
+    host.trim_end_matches('.').eq_ignore_ascii_case(domain.trim_end_matches('.'))
+}
+
 /// The error reply to `original`: addresses swapped, same id, `type="error"` (RFC 6120 §8.3.1).
 pub fn error_reply(original: &Element, error: &StanzaError) -> Element {
     let mut reply = Element::builder(original.name(), NS_COMPONENT).build();
@@ -398,6 +407,16 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(xml_len(&el), to_xml_string(&el).len());
+    }
+
+    #[test]
+    fn an_address_is_at_a_domain_by_its_domain_part_alone() {
+        for at in ["bot.example", "BOT.Example", "echo@bot.example", "echo@bot.example/r", "bot.example/a@b/c", "bot.example."] {
+            assert!(is_at_domain(at, "bot.example"), "{at}");
+        }
+        for elsewhere in ["", "example", "sub.bot.example", "bot.example@other.example", "a@other.example/bot.example", "a@bot.example.org"] {
+            assert!(!is_at_domain(elsewhere, "bot.example"), "{elsewhere}");
+        }
     }
 
     #[test]

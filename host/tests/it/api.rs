@@ -118,7 +118,14 @@ async fn send_on(server: Server) {
     assert!(error["error"].as_str().is_some_and(|e| e.contains("`to` is required")), "{error}");
     let foreign = json!({"to": alice, "from": "evil@localhost", "body": "x"});
     assert_eq!(send(&base, Some(API_TOKEN), &foreign).await.0, 403, "a foreign from is refused");
+    // The server would route a stanza to the own domain back to stanzahook, which would answer it.
+    for own in [format!("someone@{DOMAIN}"), DOMAIN.to_owned()] {
+        let (status, error) = send(&base, Some(API_TOKEN), &json!({"to": own, "body": "loop?"})).await;
+        assert_eq!(status, 400, "to {own}");
+        assert!(error["error"].as_str().is_some_and(|e| e.contains("own domain")), "{error}");
+    }
     b.expect_silence().await;
+    assert_eq!(b.webhook.requests().len(), 0, "nothing came back to the webhook");
 
     let (status, answer) = send(&base, Some(API_TOKEN), &later).await;
     assert_eq!((status, answer), (202, json!({"queued": 1})));

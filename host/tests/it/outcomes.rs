@@ -153,6 +153,48 @@ async fn foreign_from_is_refused_and_the_component_stays_connected_on(server: Se
     assert!(log.contains("is not at this component's domain"), "{log}");
 }
 
+on_each_server!(
+    a_reply_to_the_own_domain_is_refused_instead_of_looping_on,
+    a_reply_to_the_own_domain_is_refused_instead_of_looping,
+    a_reply_to_the_own_domain_is_refused_instead_of_looping_through_ejabberd
+);
+
+/// A reply addressed to the component's own domain came back from the server as a new stanza,
+/// was forwarded, and answered again: thousands of round trips a second until SIGTERM.
+async fn a_reply_to_the_own_domain_is_refused_instead_of_looping_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else {
+        return;
+    };
+    for to in [format!("someone@{DOMAIN}"), format!("json@{DOMAIN}/r"), DOMAIN.to_owned()] {
+        let reply = b.ask("json", &json!({"to": to, "body": "x"}).to_string()).await;
+        assert_eq!(error_of(&reply), Some(("undefined-condition".into(), "cancel".into())), "to {to}");
+        assert!(error_text(&reply).unwrap_or_default().contains("its own address"), "{:?}", error_text(&reply));
+    }
+    b.expect_silence().await;
+    assert_eq!(b.webhook.requests().len(), 3, "one request per message, no loop; host log:\n{}", b.host.log());
+    assert!(b.host.log().contains("at this component's own domain"), "{}", b.host.log());
+}
+
+#[tokio::test]
+async fn a_stanza_from_the_own_domain_is_not_forwarded() {
+    let b = crate::harness::FakeBridge::start("").await;
+    let mut session = b.server.accept(WAIT).await.expect("connection");
+    // What another stanzahook (or an older one) serving this domain would send.
+    session
+        .send(&format!("<message from='loop@{DOMAIN}/x' to='echo@{DOMAIN}' type='chat'><body>me again</body></message>"))
+        .await
+        .expect("send");
+    session
+        .send(&format!("<message from='alice@localhost/r' to='echo@{DOMAIN}' type='chat'><body>hello</body></message>"))
+        .await
+        .expect("send");
+    let reply = session.read_until("</message>", WAIT).await.expect("the reply to alice");
+    assert!(reply.contains("<body>hello</body>"), "{reply}");
+    let seen = b.webhook.requests();
+    assert_eq!(seen.len(), 1, "only alice's message reached the webhook: {seen:?}");
+    assert!(b.host.log().contains("comes from this component's own domain"), "{}", b.host.log());
+}
+
 /// A webhook that cannot be reached in time gives the sender remote-server-timeout, and the log
 /// says which failure it was.
 async fn assert_connection_failure(b: &mut Bridge, node: &str, logged: &str) {
