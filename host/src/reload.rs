@@ -74,9 +74,23 @@ impl Reloader {
     pub fn reload(&mut self) -> Reloaded {
         let started = Instant::now();
         let current = self.live.load_full();
-        let (config, new_config_hash) = match self.reread_config(&current.config) {
-            Some((config, hash)) => (config, Some(hash)),
-            None => ((*current.config).clone(), None),
+        // A config file with a mistake fails the reload like a filter that does not compile;
+        // changed filter files still load below, with the settings that keep serving.
+        let reread = self.reread_config(&current.config);
+        let config_refused = matches!(reread, Reread::Refused);
+        if config_refused {
+            crate::metrics::metrics().reload("failed");
+        }
+        // One reload counts as failed once, whatever failed in it.
+        let failed = || {
+            if !config_refused {
+                crate::metrics::metrics().reload("failed");
+            }
+            Reloaded::Kept
+        };
+        let (config, new_config_hash) = match reread {
+            Reread::Changed(config, hash) => (config, Some(hash)),
+            Reread::Unchanged | Reread::Refused => ((*current.config).clone(), None),
         };
         let config_changed = new_config_hash.is_some();
         self.loader.set_cache_dir(config.compile_cache.clone());
@@ -84,14 +98,12 @@ impl Reloader {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!("reload not applied: {e:#}; the current filters keep serving");
-                crate::metrics::metrics().reload("failed");
-                return Reloaded::Kept;
+                return failed();
             }
         };
         if !config_changed && loaded.changes.is_empty() {
-            if loaded.kept > 0 {
-                crate::metrics::metrics().reload("failed");
-                return Reloaded::Kept;
+            if loaded.kept > 0 || config_refused {
+                return failed();
             }
             return Reloaded::Unchanged;
         }
@@ -100,8 +112,7 @@ impl Reloader {
                 Ok(webhook) => webhook,
                 Err(e) => {
                     tracing::warn!("reload not applied: cannot set up the HTTP client: {e:#}");
-                    crate::metrics::metrics().reload("failed");
-                    return Reloaded::Kept;
+                    return failed();
                 }
             }
         } else {
@@ -127,27 +138,28 @@ impl Reloader {
     }
 
     /// The config file again, with its content hash, if its content changed and it can be used.
-    /// A file with a mistake is logged once: the same content is not looked at again.
-    fn reread_config(&mut self, current: &Config) -> Option<(Config, String)> {
-        let file = self.source.file.as_ref()?;
+    /// A file with a mistake is logged (and counted) once: the same content is not looked at
+    /// again.
+    fn reread_config(&mut self, current: &Config) -> Reread {
+        let Some(file) = self.source.file.as_ref() else { return Reread::Unchanged };
         let bytes = match std::fs::read(file) {
             Ok(bytes) => bytes,
             Err(e) => {
                 // Mid-rename by an editor, most likely: the next event brings it back.
                 tracing::debug!("cannot read {}: {e}", file.display());
-                return None;
+                return Reread::Unchanged;
             }
         };
         let hash = content_hash(&bytes);
         if self.config_hash.as_deref() == Some(hash.as_str()) {
-            return None;
+            return Reread::Unchanged;
         }
         let config = match self.source.load() {
             Ok(config) => config,
             Err(e) => {
-                tracing::warn!("{e}; the current settings keep serving");
+                tracing::warn!("reload not applied: {e}; the current settings keep serving");
                 self.config_hash = Some(hash);
-                return None;
+                return Reread::Refused;
             }
         };
         self.wanted = config.filters.iter().map(|f| f.path.clone()).collect();
@@ -158,6 +170,16 @@ impl Reloader {
                 frozen.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             );
         }
-        Some((current.with_connection_of(config), hash))
+        Reread::Changed(current.with_connection_of(config), hash)
     }
+}
+
+/// What reading the config file again found.
+enum Reread {
+    /// The same content as last time, or no file to read.
+    Unchanged,
+    /// New content that can be applied, and its hash.
+    Changed(Config, String),
+    /// New content with a mistake (logged).
+    Refused,
 }

@@ -37,7 +37,7 @@ async fn run(mut reloader: Reloader, mut hangups: Hangups, shutdown: Cancellatio
                 if !watch.concerns(&event) {
                     continue;
                 }
-                settle(&mut incoming).await;
+                settle(&mut incoming, |event| watch.concerns(event)).await;
                 "a file changed"
             }
         };
@@ -58,12 +58,20 @@ async fn run(mut reloader: Reloader, mut hangups: Hangups, shutdown: Cancellatio
     }
 }
 
-/// Waits until no event has come for `QUIET` (at most `MAX_WAIT`).
-async fn settle(incoming: &mut mpsc::UnboundedReceiver<notify::Event>) {
+/// Waits until no event that `concerns` a watched file has come for `QUIET` (at most
+/// `MAX_WAIT`). Other files of the watched directories do not count: a log file written beside
+/// the filters would otherwise hold every reload to `MAX_WAIT`.
+async fn settle(
+    incoming: &mut mpsc::UnboundedReceiver<notify::Event>,
+    concerns: impl Fn(&notify::Event) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
-    while let Ok(Some(_)) =
-        tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + QUIET), incoming.recv()).await
-    {}
+    let mut quiet_until = tokio::time::Instant::now() + QUIET;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline.min(quiet_until), incoming.recv()).await {
+        if concerns(&event) {
+            quiet_until = tokio::time::Instant::now() + QUIET;
+        }
+    }
 }
 
 struct Watch {
@@ -153,5 +161,49 @@ async fn next_hangup(hangups: &mut Hangups) -> Option<()> {
         #[cfg(unix)]
         Some(signal) => signal.recv().await,
         _ => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modified(path: &str) -> notify::Event {
+        notify::Event::new(EventKind::Modify(notify::event::ModifyKind::Any)).add_path(PathBuf::from(path))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_file_beside_the_watched_ones_does_not_delay_a_reload() {
+        let (events, mut incoming) = mpsc::unbounded_channel();
+        // A log file in the filters' directory, written every 10 ms for longer than MAX_WAIT.
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if events.send(modified("/filters/app.log")).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        settle(&mut incoming, |event| event.paths.iter().any(|p| p == Path::new("/filters/live.wasm"))).await;
+        let waited = started.elapsed();
+        assert!(waited < QUIET * 2, "the reload waited {waited:?} for a file it does not read");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watched_file_that_keeps_changing_is_read_after_max_wait() {
+        let (events, mut incoming) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            for _ in 0..200 {
+                if events.send(modified("/filters/live.wasm")).is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let started = tokio::time::Instant::now();
+        settle(&mut incoming, |event| event.paths.iter().any(|p| p == Path::new("/filters/live.wasm"))).await;
+        let waited = started.elapsed();
+        assert!(waited >= MAX_WAIT && waited < MAX_WAIT + QUIET, "waited {waited:?}");
     }
 }

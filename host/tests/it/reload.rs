@@ -255,3 +255,57 @@ async fn a_sighup_while_filters_compile_at_start_does_not_end_the_process() {
     b.server.accept(RELOAD_WAIT).await.expect("stanzahook still starts and connects");
     assert!(b.host.is_running(), "{}", b.host.log());
 }
+
+#[tokio::test]
+async fn a_busy_file_beside_the_config_does_not_delay_a_reload() {
+    // A log file written every 5 ms in the config's directory kept the watcher's quiet period
+    // from ever being reached: every reload waited the full second of its longest wait.
+    let options = Options { toml: "watch = true\n", url_in_file: true, ..Options::default() };
+    let Some(mut b) = Bridge::start(options).await else { return };
+    let busy = b.config.with_file_name("app.log");
+    let writing = tokio::spawn(async move {
+        for n in 0..2_000 {
+            let line = format!("line {n}\n");
+            if std::fs::OpenOptions::new().create(true).append(true).open(&busy).and_then(|mut f| {
+                use std::io::Write as _;
+                f.write_all(line.as_bytes())
+            }).is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = testkit::TestWebhook::start().await.expect("second webhook");
+    let edited = Instant::now();
+    std::fs::write(&b.config, format!("watch = true\npost_url = {:?}\n", other.url)).expect("edit config");
+    b.host.wait_for_log("reloaded in", RELOAD_WAIT).await.expect("config reloaded");
+    let took = edited.elapsed();
+    writing.abort();
+    assert!(took < Duration::from_millis(700), "the reload came {took:?} after the edit; host log:\n{}", b.host.log());
+    b.ask("echo", "moved").await;
+    assert_eq!(other.wait_for(1, WAIT).await.expect("new webhook")[0].event["body"], "moved");
+}
+
+#[tokio::test]
+async fn a_config_with_a_syntax_error_counts_as_a_failed_reload() {
+    let options = Options { url_in_file: true, api: true, ..Options::default() };
+    let Some(mut b) = Bridge::start(options).await else { return };
+    let metrics = format!("{}/metrics", b.api.clone().expect("the API serves"));
+    let failed = || async {
+        let text = reqwest::get(&metrics).await.expect("metrics").text().await.expect("body");
+        text.lines()
+            .find_map(|l| l.strip_prefix("stanzahook_reloads_total{result=\"failed\"} "))
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(failed().await, None, "no reload failed yet");
+    std::fs::write(&b.config, "post_url = [this is not TOML\n").expect("edit");
+    b.host.hangup().expect("SIGHUP");
+    b.host.wait_for_log("reload not applied", RELOAD_WAIT).await.expect("the mistake is reported");
+    assert_eq!(failed().await.as_deref(), Some("1"), "counted once");
+    // The same mistake again is not read again, nor counted again.
+    b.host.hangup().expect("SIGHUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(failed().await.as_deref(), Some("1"));
+    assert_eq!(body(&b.ask("echo", "still").await).as_deref(), Some("still"), "the current settings serve");
+}
