@@ -1,4 +1,13 @@
-//! The one `bindgen!` of the filter WIT (`wit/filter.wit`), and the host imports it asks for.
+//! The one `bindgen!` of the filter WIT (`wit/filter.wit`), the host imports it asks for, and the
+//! hooks' results as they lie in the guest's memory.
+//!
+//! Every string a guest hands over (a hook's verdict or error, a log message, a config key) is
+//! read as a `WasmStr`, a view into the guest's memory, so that it is measured before anything
+//! is copied (SPEC §7.6): `bindgen!`'s own lifting copies each string whole first.
+
+use anyhow::Context;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ComponentType, HasSelf, Lift, Linker, WasmStr};
 
 wasmtime::component::bindgen!({
     world: "filter",
@@ -8,19 +17,82 @@ wasmtime::component::bindgen!({
 pub use stanzahook::filter::host::Level;
 
 use super::call::CallState;
+use super::guest_text;
 
-impl stanzahook::filter::host::Host for CallState {
-    fn log(&mut self, level: Level, message: String) {
-        self.log_line(level, message);
-    }
+/// The host interface, as the WIT names it; guests built against 0.1.0 link to it too (semver).
+const HOST_INTERFACE: &str = "stanzahook:filter/host@0.1.1";
+/// A config key longer than this cannot name an entry: the lookup reads no further.
+const MAX_CONFIG_KEY_BYTES: usize = 4096;
 
-    fn config(&mut self, key: String) -> Option<String> {
-        self.settings.config.get(&key).cloned()
-    }
+/// `before-verdict`, its strings left in the guest's memory.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub enum RawBefore {
+    #[component(name = "pass")]
+    Pass,
+    #[component(name = "rewrite")]
+    Rewrite(WasmStr),
+    #[component(name = "answer")]
+    Answer(WasmStr),
+    #[component(name = "drop")]
+    Drop,
+}
 
-    fn config_entries(&mut self) -> Vec<(String, String)> {
-        self.settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
+/// `after-verdict`, its string left in the guest's memory.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub enum RawAfter {
+    #[component(name = "pass")]
+    Pass,
+    #[component(name = "replace")]
+    Replace(WasmStr),
+    #[component(name = "drop")]
+    Drop,
+}
+
+/// What a hook returns: `result<verdict, string>`.
+pub type HookResult<V> = (Result<V, WasmStr>,);
+
+/// Adds the host imports (`host.log`, `host.config`, `host.config-entries`) and the `types`
+/// interface to `linker`.
+pub fn add_to_linker(linker: &mut Linker<CallState>) -> anyhow::Result<()> {
+    stanzahook::filter::types::add_to_linker::<_, HasSelf<_>>(linker, |state| state)
+        .map_err(anyhow::Error::from)
+        .context("types")?;
+    let mut host = linker.instance(HOST_INTERFACE).map_err(anyhow::Error::from)?;
+    host.func_wrap("log", |mut store: StoreContextMut<'_, CallState>, (level, message): (Level, WasmStr)| {
+        // Only what the call's log budget can still keep is copied out of the guest's memory.
+        let room = store.data().log.room();
+        let (part, total) = match message.to_str(&store) {
+            Ok(text) => (text[..text.floor_char_boundary(room.min(text.len()))].to_owned(), text.len()),
+            Err(e) => {
+                let what = format!("(a log message that is not text: {e})");
+                let len = what.len();
+                (what, len)
+            }
+        };
+        store.data_mut().log.push_part(level, &part, total);
+        Ok(())
+    })
+    .map_err(anyhow::Error::from)
+    .context("log")?;
+    host.func_wrap("config", |store: StoreContextMut<'_, CallState>, (key,): (WasmStr,)| {
+        let value = match guest_text::within(&key, &store, MAX_CONFIG_KEY_BYTES) {
+            Ok(key) => store.data().settings.config.get(key.as_ref()).cloned(),
+            Err(_) => None,
+        };
+        Ok((value,))
+    })
+    .map_err(anyhow::Error::from)
+    .context("config")?;
+    host.func_wrap("config-entries", |store: StoreContextMut<'_, CallState>, (): ()| {
+        let entries: Vec<(String, String)> =
+            store.data().settings.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok((entries,))
+    })
+    .map_err(anyhow::Error::from)
+    .context("config-entries")?;
+    Ok(())
 }
 
 impl stanzahook::filter::types::Host for CallState {}

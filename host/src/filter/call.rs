@@ -3,19 +3,21 @@
 //! (epoch deadline for CPU, a resource limiter for memory), no WASI capability beyond the granted
 //! ones, and the guest's output captured for the log.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{ComponentExportIndex, ResourceTable};
+use wasmtime::component::{ComponentExportIndex, Instance, ResourceTable, WasmStr};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use serde_json::Value;
 
 use super::FilterSettings;
-use super::bindings::{AfterVerdict, BeforeVerdict, Filter, FilterPre, Level, WebhookAnswer};
+use super::bindings::{FilterPre, HookResult, Level, RawAfter, RawBefore, WebhookAnswer};
 use super::engine::EPOCH_TICK;
 use super::guest_log::{GuestLog, GuestOutput};
+use super::guest_text::{self, Refused};
 use super::waits::CallWaits;
 use super::warm::WarmPool;
 
@@ -39,6 +41,8 @@ pub enum FilterError {
     OutputTooLarge { size: usize, limit: usize },
     #[error("returned invalid JSON: {0}")]
     InvalidJson(String),
+    #[error("returned a string that is not text: {0}")]
+    NotText(String),
 }
 
 /// JSON text a guest returned, checked to be well formed and within the filter's output cap.
@@ -64,30 +68,25 @@ impl JsonText {
     }
 }
 
-/// What a hook returned, checked to be within the output cap and well-formed JSON; read without
-/// building a tree.
-fn checked(text: String, limit: usize) -> Result<JsonText, FilterError> {
-    within(&text, limit)?;
-    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
-    Ok(JsonText(text))
+/// A string a hook returned, read from the guest's memory only if it is within the output cap.
+fn read<'a>(text: &WasmStr, store: &'a Store<CallState>, limit: usize) -> Result<Cow<'a, str>, FilterError> {
+    guest_text::within(text, store, limit).map_err(|refused| match refused {
+        Refused::TooLarge(size) => FilterError::OutputTooLarge { size, limit },
+        Refused::Encoding(why) => FilterError::NotText(why),
+    })
 }
 
-/// What a hook returned, within the output cap, as a tree.
-fn parsed(text: &str, limit: usize) -> Result<Value, FilterError> {
-    within(text, limit)?;
-    tree(text)
+/// JSON text a hook returned, checked as a webhook's JSON would be (nesting, escapes, one
+/// value), without building a tree; copied only once it passed.
+fn checked(text: &str) -> Result<JsonText, FilterError> {
+    guest_text::check_json(text).map_err(|e| FilterError::InvalidJson(e.to_string()))?;
+    Ok(JsonText(text.to_owned()))
 }
 
-/// JSON text from a guest as a tree; a failure is the guest's.
+/// JSON text from a guest as a tree; a failure is the guest's. serde_json's tree has the same
+/// limits as `checked`.
 pub(super) fn tree(text: &str) -> Result<Value, FilterError> {
     serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
-}
-
-fn within(text: &str, limit: usize) -> Result<(), FilterError> {
-    if text.len() > limit {
-        return Err(FilterError::OutputTooLarge { size: text.len(), limit });
-    }
-    Ok(())
 }
 
 /// An event must stay an object (SPEC §3.2). Well-formed JSON, so its first character tells.
@@ -137,13 +136,7 @@ pub struct CallState {
     pub(super) waits: CallWaits,
     limits: StoreLimits,
     pub(super) settings: Arc<FilterSettings>,
-    log: GuestLog,
-}
-
-impl CallState {
-    pub(super) fn log_line(&mut self, level: Level, message: String) {
-        self.log.push(level, message);
-    }
+    pub(super) log: GuestLog,
 }
 
 impl WasiView for CallState {
@@ -159,14 +152,22 @@ pub struct LoadedFilter {
     pub settings: Arc<FilterSettings>,
     engine: Engine,
     pre: FilterPre<CallState>,
+    hooks: Hooks,
     warm: Option<Arc<WarmPool<Warm>>>,
+}
+
+/// Where the component exports its hooks.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Hooks {
+    pub before: ComponentExportIndex,
+    pub after: ComponentExportIndex,
 }
 
 /// An instance kept for a later call, with its store.
 pub(super) struct Warm {
     store: Store<CallState>,
     pipes: Pipes,
-    bindings: Filter,
+    instance: Instance,
 }
 
 impl std::fmt::Debug for LoadedFilter {
@@ -181,8 +182,8 @@ struct Pipes {
 }
 
 impl LoadedFilter {
-    pub(super) fn new(settings: FilterSettings, engine: Engine, pre: FilterPre<CallState>) -> LoadedFilter {
-        LoadedFilter { settings: Arc::new(settings), engine, pre, warm: None }
+    pub(super) fn new(settings: FilterSettings, engine: Engine, pre: FilterPre<CallState>, hooks: Hooks) -> LoadedFilter {
+        LoadedFilter { settings: Arc::new(settings), engine, pre, hooks, warm: None }
     }
 
     /// This filter, keeping instances between calls in `warm`.
@@ -207,6 +208,10 @@ impl LoadedFilter {
             let ask = instance.get_typed_func::<(), (bool,)>(&mut store, reuse)?;
             ask.call(&mut store, ())
         });
+        // A wait cut at the deadline makes the answer a timeout, whatever came back after it.
+        if store.data().waits.cut() {
+            return Err(FilterError::Timeout(self.settings.limits.cpu));
+        }
         answer.map(|(allowed,)| allowed).map_err(|e| self.classify(e))
     }
 
@@ -215,21 +220,24 @@ impl LoadedFilter {
     /// limit never replaces a working one.
     pub fn try_instantiate(&self) -> Result<(), FilterError> {
         let (mut store, _pipes) = self.store().map_err(|e| FilterError::Instantiate(format!("{e:#}")))?;
-        self.pre.instantiate(&mut store).map(drop).map_err(|e| self.classify(e))
+        self.pre.instance_pre().instantiate(&mut store).map(drop).map_err(|e| self.classify(e))
     }
 
     /// Runs the `before` hook on `event` (JSON text).
     pub fn before(&self, event: &str) -> (Result<BeforeDecision, FilterError>, CallReport) {
-        let (result, report) = self.call(|bindings, store| bindings.call_before(store, event));
-        let decision = result.and_then(|verdict| match verdict {
-            BeforeVerdict::Pass => Ok(BeforeDecision::Pass),
-            BeforeVerdict::Drop => Ok(BeforeDecision::Drop),
-            BeforeVerdict::Answer(text) => {
-                parsed(&text, self.settings.limits.max_output_bytes).map(BeforeDecision::Answer)
-            }
-            BeforeVerdict::Rewrite(text) => object(self.checked(text)?).map(BeforeDecision::Rewrite),
-        });
-        (decision, report)
+        let limit = self.settings.limits.max_output_bytes;
+        self.call(
+            |instance, store| {
+                let hook = instance.get_typed_func::<(&str,), HookResult<RawBefore>>(&mut *store, self.hooks.before)?;
+                Ok(hook.call(&mut *store, (event,))?.0)
+            },
+            |verdict, store| match verdict {
+                RawBefore::Pass => Ok(BeforeDecision::Pass),
+                RawBefore::Drop => Ok(BeforeDecision::Drop),
+                RawBefore::Answer(text) => tree(&read(&text, store, limit)?).map(BeforeDecision::Answer),
+                RawBefore::Rewrite(text) => object(checked(&read(&text, store, limit)?)?).map(BeforeDecision::Rewrite),
+            },
+        )
     }
 
     /// Runs the `after` hook.
@@ -239,28 +247,33 @@ impl LoadedFilter {
         status: u16,
         reply: Option<&str>,
     ) -> (Result<AfterDecision, FilterError>, CallReport) {
+        let limit = self.settings.limits.max_output_bytes;
         let answer = WebhookAnswer { status, reply: reply.map(str::to_owned) };
-        let (result, report) = self.call(|bindings, store| bindings.call_after(store, event, &answer));
-        let decision = result.and_then(|verdict| match verdict {
-            AfterVerdict::Pass => Ok(AfterDecision::Pass),
-            AfterVerdict::Drop => Ok(AfterDecision::Drop),
-            AfterVerdict::Replace(text) => self.checked(text).map(AfterDecision::Replace),
-        });
-        (decision, report)
+        self.call(
+            |instance, store| {
+                let hook = instance
+                    .get_typed_func::<(&str, &WebhookAnswer), HookResult<RawAfter>>(&mut *store, self.hooks.after)?;
+                Ok(hook.call(&mut *store, (event, &answer))?.0)
+            },
+            |verdict, store| match verdict {
+                RawAfter::Pass => Ok(AfterDecision::Pass),
+                RawAfter::Drop => Ok(AfterDecision::Drop),
+                RawAfter::Replace(text) => checked(&read(&text, store, limit)?).map(AfterDecision::Replace),
+            },
+        )
     }
 
-    fn checked(&self, text: String) -> Result<JsonText, FilterError> {
-        checked(text, self.settings.limits.max_output_bytes)
-    }
-
-    fn call<V>(
+    /// One hook call: `invoke` calls the hook, `read` turns its verdict into a decision while the
+    /// strings it points to are still in the guest's memory.
+    fn call<R, V>(
         &self,
-        f: impl FnOnce(&Filter, &mut Store<CallState>) -> wasmtime::Result<Result<V, String>>,
+        invoke: impl FnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<Result<R, WasmStr>>,
+        read: impl FnOnce(R, &Store<CallState>) -> Result<V, FilterError>,
     ) -> (Result<V, FilterError>, CallReport) {
         let mut report = CallReport::default();
         let started = Instant::now();
         let kept = self.warm.as_ref().and_then(|warm| warm.take());
-        let Warm { mut store, pipes, bindings } = match kept {
+        let Warm { mut store, pipes, instance } = match kept {
             Some(mut kept) => {
                 let limit = self.settings.limits.cpu;
                 kept.store.data_mut().waits.restart(limit);
@@ -272,46 +285,46 @@ impl LoadedFilter {
                     Ok(s) => s,
                     Err(e) => return (Err(FilterError::Instantiate(format!("{e:#}"))), report),
                 };
-                match self.pre.instantiate(&mut store) {
-                    Ok(bindings) => Warm { store, pipes, bindings },
+                match self.pre.instance_pre().instantiate(&mut store) {
+                    Ok(instance) => Warm { store, pipes, instance },
                     Err(e) => return (Err(self.classify(e)), report),
                 }
             }
         };
         report.instantiate = started.elapsed();
         let call_started = Instant::now();
-        let result = f(&bindings, &mut store);
+        let outcome = invoke(&instance, &mut store);
+        let out_of_time = store.data().waits.cut();
+        let result = match outcome {
+            Err(e) => Err(self.classify(e)),
+            // A wait cut at the deadline: the guest may have returned before an epoch check.
+            Ok(_) if out_of_time => Err(FilterError::Timeout(self.settings.limits.cpu)),
+            Ok(Ok(verdict)) => read(verdict, &store),
+            Ok(Err(message)) => Err(FilterError::Returned(guest_text::message(&message, &store))),
+        };
         report.call = call_started.elapsed();
         let mut log = std::mem::take(&mut store.data_mut().log);
         for (name, pipe, level) in [("stdout", &pipes.stdout, Level::Info), ("stderr", &pipes.stderr, Level::Warn)] {
             let (text, cut) = pipe.take();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                log.push(level, format!("[{name}] {line}"));
+                log.push(level, &format!("[{name}] {line}"));
             }
             if cut > 0 {
                 log.push(
                     Level::Warn,
-                    format!("[{name}] … {cut} more bytes not kept: a call keeps {CAPTURED_OUTPUT_BYTES} bytes"),
+                    &format!("[{name}] … {cut} more bytes not kept: a call keeps {CAPTURED_OUTPUT_BYTES} bytes"),
                 );
             }
         }
         report.logs = log.into_lines();
-        let out_of_time = store.data().waits.cut();
         let teardown = Instant::now();
         match &self.warm {
             // Only an instance whose call went well is kept: a trap or a limit may have left it
             // anywhere.
-            Some(warm) if matches!(result, Ok(Ok(_))) && !out_of_time => warm.put(Warm { store, pipes, bindings }),
+            Some(warm) if result.is_ok() => warm.put(Warm { store, pipes, instance }),
             _ => drop(store),
         }
         report.teardown = teardown.elapsed();
-        let result = match result {
-            // A wait cut at the deadline: the guest may have returned before an epoch check.
-            Ok(_) if out_of_time => Err(FilterError::Timeout(self.settings.limits.cpu)),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(FilterError::Returned(message)),
-            Err(e) => Err(self.classify(e)),
-        };
         (result, report)
     }
 
@@ -353,7 +366,8 @@ impl LoadedFilter {
         if text.contains("forcing trap when growing memory") || text.contains("memory minimum size") {
             return FilterError::Memory(self.settings.limits.memory_bytes);
         }
-        FilterError::Trap(text)
+        // A trap's text holds the guest's own function names and panic message.
+        FilterError::Trap(guest_text::cut_line(&text, guest_text::MAX_MESSAGE_BYTES))
     }
 }
 
@@ -369,13 +383,13 @@ mod tests {
     #[test]
     fn guest_json_is_checked_without_being_rebuilt() {
         let text = r#"{ "body": "hi",  "extra": [1, 2.5e3, null] }"#;
-        let checked = checked(text.to_owned(), 1024).expect("well formed");
+        let checked = checked(text).expect("well formed");
         assert_eq!(checked.as_str(), text, "passed on byte for byte");
         assert!(object(checked).is_ok());
     }
 
     #[test]
-    fn malformed_oversized_or_non_object_output_is_refused() {
+    fn malformed_or_non_object_output_is_refused() {
         for bad in [
             "{this is not json",
             "{\"a\": \"raw\nnewline\"}",
@@ -384,12 +398,18 @@ mod tests {
             "",
             r#"{"a": 1"#,
         ] {
-            assert!(matches!(checked(bad.to_owned(), 1024), Err(FilterError::InvalidJson(_))), "{bad:?} is not JSON");
+            assert!(matches!(checked(bad), Err(FilterError::InvalidJson(_))), "{bad:?} is not JSON");
         }
-        assert_eq!(checked("[1,2,3]".to_owned(), 4), Err(FilterError::OutputTooLarge { size: 7, limit: 4 }));
         for not_object in ["[1]", "\"text\"", " 42", "null"] {
-            let json = checked(not_object.to_owned(), 1024).expect("well formed");
+            let json = checked(not_object).expect("well formed");
             assert!(matches!(object(json), Err(FilterError::InvalidJson(_))), "{not_object} is no event");
         }
+    }
+
+    #[test]
+    fn a_rewrite_nested_deeper_than_a_webhook_may_nest_is_refused() {
+        let deep = format!("{{\"body\": {}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(checked(&deep), Err(FilterError::InvalidJson(e)) if e.contains("recursion limit")));
+        assert!(matches!(checked(r#"{"body": "\ud800"}"#), Err(FilterError::InvalidJson(_))), "a lone surrogate");
     }
 }

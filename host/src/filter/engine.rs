@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::FilterSettings;
-use super::bindings::{Filter, FilterPre};
-use super::call::{CallState, LoadedFilter};
+use super::bindings::FilterPre;
+use super::call::{CallState, Hooks, LoadedFilter};
 use super::chain::FilterChain;
 use super::warm::{WarmBudget, WarmPool};
 use super::workers::FilterWorkers;
@@ -80,9 +80,7 @@ impl FilterEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("cannot link WASI")?;
         super::waits::bound_clock_waits(&mut linker).context("cannot bound the guests' clock waits")?;
-        Filter::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)
-            .context("cannot link the host imports")?;
+        super::bindings::add_to_linker(&mut linker).context("cannot link the host imports")?;
         let workers = FilterWorkers::start(max_concurrent_calls()).context("cannot start the filter threads")?;
         let warm_budget = WarmBudget::new(WARM_BUDGET);
         Ok(FilterEngine { engine, linker: Arc::new(linker), workers: Arc::new(workers), warm_budget })
@@ -125,15 +123,22 @@ impl FilterEngine {
         let pre = FilterPre::new(pre)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{}: does not implement the stanzahook:filter@0.1 world", describe(&settings)))?;
+        // `FilterPre::new` checked that both are exported with the WIT's types.
+        let hook = |name| component.get_export_index(None, name);
+        let (Some(before), Some(after)) = (hook("before"), hook("after")) else {
+            anyhow::bail!("{}: does not export the `before` and `after` hooks", describe(&settings));
+        };
         let reuse = component
             .get_export_index(None, INSTANCES_EXPORT)
             .and_then(|instances| component.get_export_index(Some(&instances), "reuse"))
             .filter(|_| settings.reuse_instances);
-        let filter = LoadedFilter::new(settings, self.engine.clone(), pre);
+        let filter = LoadedFilter::new(settings, self.engine.clone(), pre, Hooks { before, after });
         let Some(reuse) = reuse else { return Ok(filter) };
-        let allowed = filter
-            .allows_reuse(&reuse)
-            .with_context(|| format!("{}: cannot ask it about reuse", describe(&filter.settings)))?;
+        // Only a clear yes keeps instances: a `reuse()` that fails or runs out of time is a no.
+        let allowed = filter.allows_reuse(&reuse).unwrap_or_else(|e| {
+            tracing::warn!("{}: its reuse() {e}; each call gets a fresh instance", describe(&filter.settings));
+            false
+        });
         Ok(if allowed {
             filter.reusing(WarmPool::new(max_concurrent_calls(), self.warm_budget.clone()))
         } else {

@@ -13,6 +13,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use super::bindings::Level;
+use super::guest_text::one_line;
 
 /// Lines kept per call; later ones are counted, not kept.
 const MAX_LINES: usize = 100;
@@ -27,22 +28,35 @@ pub struct GuestLog {
 }
 
 impl GuestLog {
-    /// Keeps `message` whole, cut, or only counted, depending on what the call has used so far.
-    pub fn push(&mut self, level: Level, mut message: String) {
-        let room = MAX_BYTES - self.bytes;
-        if self.lines.len() >= MAX_LINES || room == 0 {
+    /// Keeps `message` whole, cut, or only counted, depending on what the call has used so far;
+    /// always as one line (a line break in it would forge a host log line).
+    pub fn push(&mut self, level: Level, message: &str) {
+        self.push_part(level, message, message.len());
+    }
+
+    /// How many bytes of a message the call can still keep: the host copies no more than this
+    /// out of the guest's memory.
+    pub fn room(&self) -> usize {
+        if self.lines.len() >= MAX_LINES { 0 } else { MAX_BYTES - self.bytes }
+    }
+
+    /// Like `push`, for a message of `total` bytes of which only `part`, its beginning, was
+    /// copied.
+    pub fn push_part(&mut self, level: Level, part: &str, total: usize) {
+        let room = self.room();
+        if room == 0 {
             self.dropped += 1;
             return;
         }
-        if message.len() > room {
-            let cut = message.len() - message.floor_char_boundary(room);
-            message.truncate(message.len() - cut);
-            message.push_str(&format!(" … [{cut} more bytes cut]"));
-            self.bytes = MAX_BYTES;
-        } else {
-            self.bytes += message.len();
+        let kept = part.floor_char_boundary(room.min(part.len()));
+        let mut line = one_line(&part[..kept]).into_owned();
+        let cut = total.saturating_sub(kept);
+        if cut > 0 {
+            line.push_str(&format!(" … [{cut} more bytes cut]"));
         }
-        self.lines.push((level, message));
+        // Escapes make a line longer than what it was cut from: the budget counts what is kept.
+        self.bytes = if cut > 0 { MAX_BYTES } else { (self.bytes + line.len()).min(MAX_BYTES) };
+        self.lines.push((level, line));
     }
 
     /// The lines kept, and one more saying how many were dropped, if any.
@@ -156,8 +170,8 @@ mod tests {
     #[test]
     fn small_lines_are_kept_whole() {
         let mut log = GuestLog::default();
-        log.push(Level::Info, "one".into());
-        log.push(Level::Error, "two".into());
+        log.push(Level::Info, "one");
+        log.push(Level::Error, "two");
         assert_eq!(log.into_lines(), [(Level::Info, "one".to_owned()), (Level::Error, "two".to_owned())]);
     }
 
@@ -165,9 +179,9 @@ mod tests {
     fn a_huge_line_is_cut_on_a_char_boundary_and_later_lines_are_counted() {
         let mut log = GuestLog::default();
         // One byte before the two-byte characters, so the budget ends inside one of them.
-        log.push(Level::Info, format!("a{}", "é".repeat(MAX_BYTES)));
-        log.push(Level::Info, "next".into());
-        log.push(Level::Info, "and next".into());
+        log.push(Level::Info, &format!("a{}", "é".repeat(MAX_BYTES)));
+        log.push(Level::Info, "next");
+        log.push(Level::Info, "and next");
         let lines = log.into_lines();
         assert_eq!(lines.len(), 2);
         let (_, first) = &lines[0];
@@ -177,6 +191,14 @@ mod tests {
         assert!(first.len() < MAX_BYTES + 40);
         assert_eq!(lines[1].0, Level::Warn);
         assert!(lines[1].1.starts_with("[2 more lines from this call dropped"), "{}", lines[1].1);
+    }
+
+    #[test]
+    fn a_line_break_in_a_message_is_escaped_not_kept() {
+        let mut log = GuestLog::default();
+        log.push(Level::Info, "harmless\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: forged\r");
+        let lines = log.into_lines();
+        assert_eq!(lines, [(Level::Info, "harmless\\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: forged\\r".to_owned())]);
     }
 
     #[test]
@@ -194,7 +216,7 @@ mod tests {
     fn lines_beyond_the_count_are_dropped() {
         let mut log = GuestLog::default();
         for i in 0..MAX_LINES + 5 {
-            log.push(Level::Debug, format!("line {i}"));
+            log.push(Level::Debug, &format!("line {i}"));
         }
         let lines = log.into_lines();
         assert_eq!(lines.len(), MAX_LINES + 1);

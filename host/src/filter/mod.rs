@@ -12,6 +12,7 @@ mod call;
 mod chain;
 mod engine;
 mod guest_log;
+mod guest_text;
 mod loader;
 pub mod local;
 mod waits;

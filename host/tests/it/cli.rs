@@ -142,6 +142,13 @@ fn filter_run_shows_each_example_decision() {
     let (code, out, _) = stanzahook(&["filter", "run", &failing, "--event", &ping]);
     assert_eq!(code, 1, "a failing filter fails the command: {out}");
     assert!(out.contains("before: error: returned an error: refusing on purpose"), "{out}");
+
+    // A 16 MiB error message was printed whole.
+    let hostile = testkit::guests::wasm("host/tests/guests", "hostile").expect("builds").display().to_string();
+    let (code, out, _) = stanzahook(&["filter", "run", &hostile, "--event", &ping, "--config", "mode=huge-error"]);
+    assert_eq!(code, 1, "{out:.400}");
+    assert!(out.len() < 8 * 1024, "filter run printed {} bytes", out.len());
+    assert!(out.contains("before: error: returned an error: EEEE") && out.contains("more bytes cut]"), "{out:.400}");
 }
 
 #[test]

@@ -273,6 +273,17 @@ async fn a_filter_that_allows_reuse_keeps_its_instance_unless_refused() {
 }
 
 #[tokio::test]
+async fn a_reuse_answer_that_came_after_its_deadline_is_a_no() {
+    // reuse() sleeps 300 ms under a 100 ms limit: the sleep is cut, and the `true` it returns
+    // afterwards was honoured.
+    let Some((b, bodies)) = count_three("[filter.config]\nreuse_nap_ms = \"300\"\n").await else { return };
+    assert_eq!(bodies, ["a #1", "b #1", "c #1"], "a fresh instance each");
+    let log = b.host.log();
+    assert!(log.contains("its reuse() ran out of its CPU time (100 ms); each call gets a fresh instance"), "{log}");
+    assert!(!log.contains("keeps its instance"), "{log}");
+}
+
+#[tokio::test]
 async fn a_kept_instance_ends_with_a_failed_call() {
     // Instance #1 sees "a", traps on "b" (its second stanza); "c" must get a fresh instance.
     let Some((b, bodies)) = count_three("[filter.config]\ntrap_at = \"2\"\n").await else { return };
@@ -289,4 +300,104 @@ async fn a_filter_built_against_the_first_wit_is_served() {
     let reply = b.ask("echo", "hello?").await;
     assert_eq!(body(&reply).as_deref(), Some("legacy"));
     assert!(b.webhook.requests().is_empty());
+}
+
+/// A bridge whose one filter is the `hostile` guest in `mode`, with `extra` settings.
+async fn hostile(mode: &str, extra: &str, json_log: bool) -> Option<Bridge> {
+    let wasm = guest(TEST_GUESTS, "hostile")?;
+    let toml = entry(&wasm, "hostile", &format!("{extra}\n[filter.config]\nmode = {mode:?}\n"));
+    Bridge::start(Options { toml: &toml, json_log, ..Options::default() }).await
+}
+
+#[tokio::test]
+async fn a_huge_error_message_from_a_filter_is_cut_to_a_budget() {
+    // Err with 16 MiB of text made one warning line of 16 MiB.
+    let Some(mut b) = hostile("huge-error", "", false).await else { return };
+    assert_eq!(body(&b.ask("echo", "x").await).as_deref(), Some("x"), "skipped");
+    let log = b.host.log();
+    let line = log.lines().find(|l| l.contains("returned an error")).unwrap_or_else(|| panic!("{log:.4000}"));
+    assert!(line.len() < 4096, "the error line has {} bytes", line.len());
+    assert!(line.contains("more bytes cut]"), "the cut is said: {line:.300}");
+    assert!(log.len() < 64 * 1024, "the log has {} bytes", log.len());
+}
+
+/// The log must hold no line that the guest started: each line is the host's own.
+fn assert_no_forged_line(log: &str) {
+    assert!(!log.contains('\r'), "a raw carriage return reached the log:\n{log}");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("2026-12-02T00:00:00.000000Z") && !line.starts_with("FORGED"),
+            "a guest started a log line: {line}\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_filter_cannot_forge_a_host_log_line() {
+    let Some(mut b) = hostile("forge-log", "", false).await else { return };
+    assert_eq!(body(&b.ask("echo", "x").await).as_deref(), Some("x"));
+    b.host.wait_for_log("[stderr]", WAIT).await.expect("the guest's stderr is logged");
+    let log = b.host.log();
+    assert_no_forged_line(&log);
+    assert!(log.contains("innocent\\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: FORGED line\\rFORGED"), "escaped, not dropped:\n{log}");
+
+    let Some(mut b) = hostile("forge-log", "", true).await else { return };
+    assert_eq!(body(&b.ask("echo", "x").await).as_deref(), Some("x"));
+    b.host.wait_for_log("[stderr]", WAIT).await.expect("the guest's stderr is logged");
+    let log = b.host.log();
+    assert_no_forged_line(&log);
+    let messages: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["message"].as_str().map(str::to_owned))
+        .filter(|m| m.contains("FORGED"))
+        .collect();
+    assert!(messages.len() >= 3, "log, stdout and stderr lines: {messages:?}\n{log}");
+    for message in &messages {
+        assert!(!message.contains('\n') && !message.contains('\r'), "{message:?}");
+    }
+}
+
+#[tokio::test]
+async fn json_a_filter_returns_is_checked_like_a_webhooks() {
+    // A rewrite nested 10,000 levels deep and one with a lone surrogate reached the webhook.
+    let Some(wasm) = guest(TEST_GUESTS, "hostile") else { return };
+    let mut toml = String::new();
+    for mode in ["deep", "surrogate"] {
+        toml.push_str(&entry(&wasm, mode, &format!("[filter.config]\nmode = {mode:?}\n")));
+    }
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    assert_eq!(body(&b.ask("echo", "x").await).as_deref(), Some("x"), "both rewrites skipped");
+    let event = &b.webhook_saw(1).await[0].event;
+    assert_eq!(event["body"], "x", "the webhook got the event as built: {event:.200}");
+    let log = b.host.log();
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("returned invalid JSON")).collect();
+    assert_eq!(refused.len(), 2, "{log}");
+    assert!(refused[0].contains("recursion limit exceeded"), "{}", refused[0]);
+    assert!(refused[1].contains("hex escape"), "{}", refused[1]);
+}
+
+#[tokio::test]
+async fn a_string_over_the_output_cap_is_refused_before_the_host_copies_it() {
+    // The guest fills 48 MiB of its 64 MiB with its answer; the host copied it (another 48 MiB
+    // per filter thread) before comparing it with `max_output` (1 MiB).
+    const ANSWER: u64 = 48 << 20;
+    let Some(mut b) = hostile("huge-rewrite", "cpu_limit = \"10s\"", false).await else { return };
+    let mut bob = XmppClient::login(b.server.c2s_port(), "bob", "bobpw").await.expect("bob logs in");
+    let idle = b.host.peak_rss().expect("peak rss");
+    assert_eq!(body(&b.ask("echo", "one").await).as_deref(), Some("one"), "skipped");
+    let one = b.host.peak_rss().expect("peak rss").saturating_sub(idle);
+    assert!(b.host.log().contains("more than its limit of 1048576"), "{}", b.host.log());
+
+    // Two filter threads at once, one for each sender.
+    b.alice.send(&message(&format!("echo@{DOMAIN}"), "two")).await.expect("send");
+    bob.send(&message(&format!("echo@{DOMAIN}"), "two")).await.expect("send");
+    for client in [&mut b.alice, &mut bob] {
+        let (reply, _) = client.expect(WAIT, "the reply", |el| body(el).is_some()).await.expect("reply");
+        assert_eq!(body(&reply).as_deref(), Some("two"));
+    }
+    let two = b.host.peak_rss().expect("peak rss").saturating_sub(idle);
+    eprintln!("peak RSS over idle: one call {} MiB, two at once {} MiB", one >> 20, two >> 20);
+    assert!(one < ANSWER * 3 / 2, "one call raised peak memory by {} MiB", one >> 20);
+    assert!(two < ANSWER * 3, "two calls at once raised peak memory by {} MiB", two >> 20);
 }

@@ -1,6 +1,7 @@
 //! Counts the stanzas its instance has seen, in a static, and appends the count to the body: a
 //! fresh instance always says #1. It allows reuse; with its `trap_at` setting it panics on that
-//! count, so that an instance kept after a failed call would show.
+//! count, so that an instance kept after a failed call would show. With `reuse_nap_ms` it sleeps
+//! that long before allowing reuse: an answer that comes after its deadline is no answer.
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use stanzahook_guest::{Before, Event, Filter, Result, config, export_filter};
@@ -21,6 +22,8 @@ impl Filter for Counter {
     }
 
     fn reuse() -> bool {
+        let nap = config("reuse_nap_ms").and_then(|n| n.parse().ok()).unwrap_or(0);
+        std::thread::sleep(std::time::Duration::from_millis(nap));
         true
     }
 }
