@@ -42,7 +42,9 @@ pub enum AnswerError {
     Stanza(#[from] ParseStanzaError),
     #[error("reply `from` {from:?} is not at this component's domain {domain}")]
     ForeignFrom { from: String, domain: String },
-    #[error("reply `to` {to:?} is at this component's own domain: the server would route it back, and the bot would answer itself forever")]
+    #[error(
+        "reply `to` {to:?} is at this component's own domain: the server would route it back, and the bot would answer itself forever"
+    )]
     ToOwnDomain { to: String },
 }
 

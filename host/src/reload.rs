@@ -89,7 +89,7 @@ impl Reloader {
             Reloaded::Kept
         };
         let (config, new_config_hash) = match reread {
-            Reread::Changed(config, hash) => (config, Some(hash)),
+            Reread::Changed(config, hash) => (*config, Some(hash)),
             Reread::Unchanged | Reread::Refused => ((*current.config).clone(), None),
         };
         let config_changed = new_config_hash.is_some();
@@ -170,7 +170,7 @@ impl Reloader {
                 frozen.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             );
         }
-        Reread::Changed(current.with_connection_of(config), hash)
+        Reread::Changed(Box::new(current.with_connection_of(config)), hash)
     }
 }
 
@@ -179,7 +179,7 @@ enum Reread {
     /// The same content as last time, or no file to read.
     Unchanged,
     /// New content that can be applied, and its hash.
-    Changed(Config, String),
+    Changed(Box<Config>, String),
     /// New content with a mistake (logged).
     Refused,
 }

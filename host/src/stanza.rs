@@ -411,10 +411,24 @@ mod tests {
 
     #[test]
     fn an_address_is_at_a_domain_by_its_domain_part_alone() {
-        for at in ["bot.example", "BOT.Example", "echo@bot.example", "echo@bot.example/r", "bot.example/a@b/c", "bot.example."] {
+        for at in [
+            "bot.example",
+            "BOT.Example",
+            "echo@bot.example",
+            "echo@bot.example/r",
+            "bot.example/a@b/c",
+            "bot.example.",
+        ] {
             assert!(is_at_domain(at, "bot.example"), "{at}");
         }
-        for elsewhere in ["", "example", "sub.bot.example", "bot.example@other.example", "a@other.example/bot.example", "a@bot.example.org"] {
+        for elsewhere in [
+            "",
+            "example",
+            "sub.bot.example",
+            "bot.example@other.example",
+            "a@other.example/bot.example",
+            "a@bot.example.org",
+        ] {
             assert!(!is_at_domain(elsewhere, "bot.example"), "{elsewhere}");
         }
     }

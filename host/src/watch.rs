@@ -61,10 +61,7 @@ async fn run(mut reloader: Reloader, mut hangups: Hangups, shutdown: Cancellatio
 /// Waits until no event that `concerns` a watched file has come for `QUIET` (at most
 /// `MAX_WAIT`). Other files of the watched directories do not count: a log file written beside
 /// the filters would otherwise hold every reload to `MAX_WAIT`.
-async fn settle(
-    incoming: &mut mpsc::UnboundedReceiver<notify::Event>,
-    concerns: impl Fn(&notify::Event) -> bool,
-) {
+async fn settle(incoming: &mut mpsc::UnboundedReceiver<notify::Event>, concerns: impl Fn(&notify::Event) -> bool) {
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     let mut quiet_until = tokio::time::Instant::now() + QUIET;
     while let Ok(Some(event)) = tokio::time::timeout_at(deadline.min(quiet_until), incoming.recv()).await {

@@ -182,7 +182,12 @@ struct Pipes {
 }
 
 impl LoadedFilter {
-    pub(super) fn new(settings: FilterSettings, engine: Engine, pre: FilterPre<CallState>, hooks: Hooks) -> LoadedFilter {
+    pub(super) fn new(
+        settings: FilterSettings,
+        engine: Engine,
+        pre: FilterPre<CallState>,
+        hooks: Hooks,
+    ) -> LoadedFilter {
         LoadedFilter { settings: Arc::new(settings), engine, pre, hooks, warm: None }
     }
 

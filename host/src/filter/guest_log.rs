@@ -198,7 +198,10 @@ mod tests {
         let mut log = GuestLog::default();
         log.push(Level::Info, "harmless\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: forged\r");
         let lines = log.into_lines();
-        assert_eq!(lines, [(Level::Info, "harmless\\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: forged\\r".to_owned())]);
+        assert_eq!(
+            lines,
+            [(Level::Info, "harmless\\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: forged\\r".to_owned())]
+        );
     }
 
     #[test]

@@ -157,7 +157,10 @@ mod tests {
         let forged = "ok\n2026-12-02T00:00:00Z ERROR stanzahook::xmpp: forged\rx\u{1b}[31mred\u{2028}\u{202e}";
         let line = one_line(forged);
         assert!(!line.chars().any(needs_escape), "{line}");
-        assert_eq!(line, "ok\\n2026-12-02T00:00:00Z ERROR stanzahook::xmpp: forged\\rx\\u{1b}[31mred\\u{2028}\\u{202e}");
+        assert_eq!(
+            line,
+            "ok\\n2026-12-02T00:00:00Z ERROR stanzahook::xmpp: forged\\rx\\u{1b}[31mred\\u{2028}\\u{202e}"
+        );
         assert!(matches!(one_line("plain text, ünïcode ✓"), Cow::Borrowed(_)));
     }
 
@@ -180,7 +183,9 @@ mod tests {
         assert!(check_json(r#"{"\udc00": 1}"#).is_err(), "a lone surrogate in a key");
         assert!(check_json(r#"{"body": "\ud83d\ude00 ok"}"#).is_ok(), "a surrogate pair");
         assert!(check_json(r#"{"a": 1} {"b": 2}"#).is_err(), "two values");
-        for same_as_a_webhook in [deep(126), deep(127), deep(128), r#"{"n": 1e999}"#.into(), r#"[1, "x", null, {}]"#.into()] {
+        for same_as_a_webhook in
+            [deep(126), deep(127), deep(128), r#"{"n": 1e999}"#.into(), r#"[1, "x", null, {}]"#.into()]
+        {
             assert_eq!(
                 check_json(&same_as_a_webhook).is_ok(),
                 serde_json::from_str::<serde_json::Value>(&same_as_a_webhook).is_ok(),

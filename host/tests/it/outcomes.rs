@@ -181,7 +181,9 @@ async fn a_stanza_from_the_own_domain_is_not_forwarded() {
     let mut session = b.server.accept(WAIT).await.expect("connection");
     // What another stanzahook (or an older one) serving this domain would send.
     session
-        .send(&format!("<message from='loop@{DOMAIN}/x' to='echo@{DOMAIN}' type='chat'><body>me again</body></message>"))
+        .send(&format!(
+            "<message from='loop@{DOMAIN}/x' to='echo@{DOMAIN}' type='chat'><body>me again</body></message>"
+        ))
         .await
         .expect("send");
     session

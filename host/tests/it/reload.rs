@@ -266,10 +266,16 @@ async fn a_busy_file_beside_the_config_does_not_delay_a_reload() {
     let writing = tokio::spawn(async move {
         for n in 0..2_000 {
             let line = format!("line {n}\n");
-            if std::fs::OpenOptions::new().create(true).append(true).open(&busy).and_then(|mut f| {
-                use std::io::Write as _;
-                f.write_all(line.as_bytes())
-            }).is_err() {
+            if std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&busy)
+                .and_then(|mut f| {
+                    use std::io::Write as _;
+                    f.write_all(line.as_bytes())
+                })
+                .is_err()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
