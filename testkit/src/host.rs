@@ -104,6 +104,11 @@ impl HostProcess {
         Ok(())
     }
 
+    /// The process id, for what `/proc` tells about it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU time the process has used so far (user + system, all threads), from `/proc`.
     pub fn cpu_time(&self) -> anyhow::Result<Duration> {
         crate::cpu_time_of(self.child.id())

@@ -13,6 +13,7 @@ use super::FilterSettings;
 use super::bindings::FilterPre;
 use super::call::{CallState, Hooks, LoadedFilter};
 use super::chain::FilterChain;
+use super::compile_threads::CompileThreads;
 use super::warm::{WarmBudget, WarmPool};
 use super::workers::FilterWorkers;
 
@@ -40,6 +41,7 @@ pub struct FilterEngine {
     linker: Arc<Linker<CallState>>,
     workers: Arc<FilterWorkers>,
     warm_budget: Arc<WarmBudget>,
+    compile_threads: Arc<CompileThreads>,
 }
 
 impl std::fmt::Debug for FilterEngine {
@@ -83,7 +85,8 @@ impl FilterEngine {
         super::bindings::add_to_linker(&mut linker).context("cannot link the host imports")?;
         let workers = FilterWorkers::start(max_concurrent_calls()).context("cannot start the filter threads")?;
         let warm_budget = WarmBudget::new(WARM_BUDGET);
-        Ok(FilterEngine { engine, linker: Arc::new(linker), workers: Arc::new(workers), warm_budget })
+        let compile_threads = Arc::new(CompileThreads::start(max_concurrent_calls())?);
+        Ok(FilterEngine { engine, linker: Arc::new(linker), workers: Arc::new(workers), warm_budget, compile_threads })
     }
 
     /// A chain of filters loaded by this engine, run on its threads.
@@ -104,9 +107,11 @@ impl FilterEngine {
     }
 
     /// Compiles a component for this engine: cranelift, seconds for a large guest in a debug
-    /// build, so never on the async thread.
+    /// build, so never on the async thread, and on the compile threads, below the priority of
+    /// the stanzas being served.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
-        Component::new(&self.engine, bytes)
+        self.compile_threads
+            .run(|| Component::new(&self.engine, bytes))
             .map_err(anyhow::Error::from)
             .context("not a WebAssembly component this host can compile")
     }

@@ -1,15 +1,16 @@
 //! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
 //! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance (or one
 //! `warm` kept, for a filter that allows reuse) under limits (its waits ending at the deadline, by
-//! `waits`), keeping what the guest says within `guest_log`'s budget; `chain` runs the configured
-//! filters in order and applies each one's `on_error`, `workers` are the threads the chain runs
-//! on, `loader` makes chains at start and on reload, through `cache`, the compiled filters on
-//! disk.
+//! `waits`), keeping what the guest says within `guest_log`'s budget and reading what it returns
+//! through `guest_text`'s checks; `chain` runs the configured filters in order and applies each
+//! one's `on_error`, `workers` are the threads the chain runs on, `loader` makes chains at start
+//! and on reload, through `cache`, the compiled filters on disk, compiled on `compile_threads`.
 
 mod bindings;
 mod cache;
 mod call;
 mod chain;
+mod compile_threads;
 mod engine;
 mod guest_log;
 mod guest_text;

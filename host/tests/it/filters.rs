@@ -339,7 +339,10 @@ async fn a_filter_cannot_forge_a_host_log_line() {
     b.host.wait_for_log("[stderr]", WAIT).await.expect("the guest's stderr is logged");
     let log = b.host.log();
     assert_no_forged_line(&log);
-    assert!(log.contains("innocent\\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: FORGED line\\rFORGED"), "escaped, not dropped:\n{log}");
+    assert!(
+        log.contains("innocent\\n2026-12-02T00:00:00.000000Z ERROR stanzahook::xmpp: FORGED line\\rFORGED"),
+        "escaped, not dropped:\n{log}"
+    );
 
     let Some(mut b) = hostile("forge-log", "", true).await else { return };
     assert_eq!(body(&b.ask("echo", "x").await).as_deref(), Some("x"));
@@ -400,4 +403,29 @@ async fn a_string_over_the_output_cap_is_refused_before_the_host_copies_it() {
     eprintln!("peak RSS over idle: one call {} MiB, two at once {} MiB", one >> 20, two >> 20);
     assert!(one < ANSWER * 3 / 2, "one call raised peak memory by {} MiB", one >> 20);
     assert!(two < ANSWER * 3, "two calls at once raised peak memory by {} MiB", two >> 20);
+}
+
+#[tokio::test]
+async fn filters_compile_below_the_priority_of_the_stanzas_served() {
+    // A reload's compile took every core at the stanzas' own priority: stanzas answered during it
+    // waited up to ~90 ms on two cores (`cargo bench --bench reload` measures it).
+    let Some(wasm) = guest(TEST_GUESTS, "tag") else { return };
+    let toml = entry(&wasm, "tag", "");
+    let Some(b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", b.host.pid())).expect("the host's threads");
+    let mut compile_threads = 0;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Field 19 is the nice value; the fields after the command name, in parentheses, count
+        // from 3.
+        let nice = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(16)).unwrap_or("?");
+        if comm.starts_with("filter-compile") {
+            compile_threads += 1;
+            assert_eq!(nice, "10", "compile thread {} runs at nice {nice}", comm.trim());
+        } else if comm.starts_with("filter-") {
+            assert_eq!(nice, "0", "{} serves stanzas at nice {nice}", comm.trim());
+        }
+    }
+    assert!(compile_threads > 0, "no filter-compile thread");
 }
