@@ -3,11 +3,14 @@
 //!    20 swaps (alternately written in place and renamed over) of content never seen before, so
 //!    each swap compiles; debounce included;
 //! 2. the stanzas lost or answered twice across those swaps, while a fake XMPP server pumps
-//!    messages from 20 senders at ~1,000 per second;
+//!    messages from 20 senders at ~1,000 per second, and the latency of the messages sent while
+//!    a reload was under way (debounce and compile) beside that of the others, in the same run;
 //! 3. the time from start to a completed handshake with no filter and with three example
 //!    filters, with a cold and with a warm compile cache.
 //!
 //! Run with `cargo bench -p stanzahook --bench reload` (release build; builds the guests first).
+//! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead, to compare
+//! two versions on the same load.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -76,8 +79,9 @@ fn leb128(mut n: usize) -> Vec<u8> {
     }
 }
 
-fn host_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_stanzahook"))
+fn host_bin() -> PathBuf {
+    std::env::var_os("STANZAHOOK_BENCH_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_stanzahook")), PathBuf::from)
 }
 
 fn config(dir: &Path, filters: &[(&str, &Path)], extra: &str) -> anyhow::Result<PathBuf> {
@@ -101,7 +105,7 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
     let server = testkit::FakeComponentServer::bind().await?;
     let webhook = testkit::TestWebhook::start().await?;
     let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(&config));
-    let host = testkit::HostProcess::start_logging(host_bin(), &args, "warn,stanzahook::reload=info")?;
+    let host = testkit::HostProcess::start_logging(&host_bin(), &args, "warn,stanzahook::reload=info")?;
     let session = server.accept(Duration::from_secs(60)).await.context("stanzahook did not connect")?;
     let (stream, _) = session.into_parts();
     let (mut reader, mut writer) = stream.into_split();
@@ -139,9 +143,11 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
     let stop_writing = stop.clone();
     let writing = tokio::spawn(async move {
         let mut sent = 0usize;
+        let mut sent_at = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         while !stop_writing.is_cancelled() {
             tick.tick().await;
+            sent_at.push(Instant::now());
             let xml = format!(
                 "<message from='user{}@localhost/r' to='echo@{DOMAIN}' type='chat' id='m{sent}'><body>m{sent}</body></message>",
                 sent % SENDERS
@@ -151,10 +157,11 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
             }
             sent += 1;
         }
-        (sent, writer)
+        (sent, sent_at, writer)
     });
 
     let mut latencies = Vec::new();
+    let mut reloading = Vec::new();
     for swap in 0..SWAPS {
         tokio::time::sleep(SWAP_EVERY).await;
         let (bytes, version) = if swap % 2 == 0 {
@@ -187,9 +194,10 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         };
         latencies.push(first_new - written);
+        reloading.push(written..first_new);
     }
     stop.cancel();
-    let (sent, _writer) = writing.await?;
+    let (sent, sent_at, _writer) = writing.await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while replies.lock().map_err(|_| anyhow::anyhow!("reader panicked"))?.len() < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,8 +206,13 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
     reading.abort();
     let replies = replies.lock().map_err(|_| anyhow::anyhow!("reader panicked"))?;
     let mut per_message: BTreeMap<usize, usize> = BTreeMap::new();
-    for (_, n, _) in replies.iter() {
+    // Each message's time to its reply, split by whether it was sent while a reload ran.
+    let (mut during, mut between) = (Vec::new(), Vec::new());
+    for (at, n, _) in replies.iter() {
         *per_message.entry(*n).or_default() += 1;
+        let Some(sent) = sent_at.get(*n) else { continue };
+        let took = at.saturating_duration_since(*sent);
+        if reloading.iter().any(|window| window.contains(sent)) { during.push(took) } else { between.push(took) }
     }
     let lost = (0..sent).filter(|n| !per_message.contains_key(n)).count();
     let doubled: usize = per_message.values().map(|c| c.saturating_sub(1)).sum();
@@ -217,7 +230,42 @@ async fn swaps_under_load(tag: &[u8], commands: &[u8]) -> anyhow::Result<()> {
         ms(latencies[latencies.len() - 1])
     );
     println!("  messages: {sent} sent, {lost} lost, {doubled} answered twice (target 0 and 0)");
+    let (during, between) = (percentiles(&mut during), percentiles(&mut between));
+    println!(
+        "  time to reply, sent while a reload ran ({} messages): p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+        during.count,
+        ms(during.p50),
+        ms(during.p99),
+        ms(during.max)
+    );
+    println!(
+        "  time to reply, sent between reloads ({} messages):    p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms",
+        between.count,
+        ms(between.p50),
+        ms(between.p99),
+        ms(between.max)
+    );
+    println!("  p99 during a reload / p99 between reloads: {:.1}×", ms(during.p99) / ms(between.p99).max(1e-3));
     Ok(())
+}
+
+#[derive(Debug, Default)]
+struct Percentiles {
+    count: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+fn percentiles(times: &mut [Duration]) -> Percentiles {
+    times.sort();
+    let at = |q: f64| times.get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1))).copied();
+    Percentiles {
+        count: times.len(),
+        p50: at(0.5).unwrap_or_default(),
+        p99: at(0.99).unwrap_or_default(),
+        max: times.last().copied().unwrap_or_default(),
+    }
 }
 
 /// Spawn → handshake done, the median of `STARTS` runs.
@@ -228,7 +276,7 @@ async fn start_time(config: &Path) -> anyhow::Result<Duration> {
         let server = testkit::FakeComponentServer::bind().await?;
         let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(config));
         let started = Instant::now();
-        let host = testkit::HostProcess::start_logging(host_bin(), &args, "warn")?;
+        let host = testkit::HostProcess::start_logging(&host_bin(), &args, "warn")?;
         server.accept(Duration::from_secs(60)).await.with_context(|| format!("no connection; log:\n{}", host.log()))?;
         times.push(started.elapsed());
     }
@@ -251,7 +299,7 @@ async fn start_times(examples: &[PathBuf]) -> anyhow::Result<()> {
         let webhook = testkit::TestWebhook::start().await?;
         let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(&config));
         let started = Instant::now();
-        let _host = testkit::HostProcess::start_logging(host_bin(), &args, "warn")?;
+        let _host = testkit::HostProcess::start_logging(&host_bin(), &args, "warn")?;
         server.accept(Duration::from_secs(60)).await?;
         cold.push(started.elapsed());
     }
