@@ -1,9 +1,9 @@
 //! The operator's HTTP listener (SPEC §10.2), off unless `api.listen` is set:
 //! - `GET /healthz`: 200 while the component stream is up, 503 otherwise, with a short JSON body;
 //! - `GET /metrics`: the Prometheus text exposition of `metrics.rs`;
-//! - `POST /send`: a reply JSON of SPEC §4 with `to` required, behind a bearer token, checked like
-//!   a webhook's answer (SPEC §4.4) and queued for the server: how a bot answers later than the
-//!   webhook's timeout.
+//! - `POST /send`: a reply JSON of SPEC §4 with `to` (or `room`, SPEC §11.3) required, behind a
+//!   bearer token, checked like a webhook's answer (SPEC §4.4) and queued for the server: how a
+//!   bot answers later than the webhook's timeout.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,8 +16,11 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::live::LiveCell;
 use crate::payload::{self, AnswerError};
+use crate::rooms::Rooms;
 use crate::stanza::{self, Kind};
 use crate::xmpp::Outbox;
 use crate::{health, metrics};
@@ -26,6 +29,7 @@ use crate::{health, metrics};
 struct Api {
     live: LiveCell,
     outbox: Outbox,
+    rooms: Arc<Rooms>,
 }
 
 /// Binds the listener: done before serving, so a port in use is reported at start.
@@ -34,12 +38,12 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves the API until `shutdown`.
-pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, shutdown: CancellationToken) {
+pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, rooms: Arc<Rooms>, shutdown: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/send", post(send))
-        .with_state(Api { live, outbox });
+        .with_state(Api { live, outbox, rooms });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("operator API on http://{addr} (/healthz, /metrics, /send)");
     }
@@ -51,13 +55,28 @@ pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, shutdown: Ca
     });
 }
 
-async fn healthz() -> Response {
+async fn healthz(State(api): State<Api>) -> Response {
     let status = health::current();
     let code = if status.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let rooms: serde_json::Map<String, Value> = api
+        .rooms
+        .status()
+        .into_iter()
+        .map(|room| {
+            let state = json!({
+                "state": room.phase.as_str(),
+                "nick": room.nick,
+                "since": humantime::format_rfc3339_seconds(room.since).to_string(),
+                "error": room.error,
+            });
+            (room.jid, state)
+        })
+        .collect();
     let body = json!({
         "connected": status.connected,
         "since": humantime::format_rfc3339_seconds(status.since).to_string(),
         "last_error": status.last_error,
+        "rooms": rooms,
     });
     (code, axum::Json(body)).into_response()
 }
@@ -97,13 +116,32 @@ async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
         Ok(answer) => answer,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
     };
-    let Some(to) = answer.get("to").and_then(Value::as_str) else {
-        return refuse(StatusCode::BAD_REQUEST, "`to` is required: the address to send to");
-    };
-    // As if `to` had written to the component: the reply goes to `to`, from the domain unless the
-    // JSON names another address at it.
     let domain = &live.config.domain;
-    let original = stanza::new_stanza(Kind::Message, to, domain);
+    // `room` instead of `to`: a groupchat message into a room the bot is in (SPEC §11.3), from
+    // its occupant address.
+    let (answer, original) = match answer.get("room") {
+        Some(Value::String(room)) => {
+            let Some(address) = api.rooms.occupant_address(room) else {
+                return refuse(StatusCode::CONFLICT, format!("the bot is not in the room {room}"));
+            };
+            let mut map = answer.as_object().cloned().unwrap_or_default();
+            map.remove("room");
+            map.insert("to".into(), Value::String(room.clone()));
+            map.entry("type").or_insert_with(|| "groupchat".into());
+            map.entry("from").or_insert_with(|| Value::String(address.clone()));
+            (Value::Object(map), stanza::new_stanza(Kind::Message, room, &address))
+        }
+        Some(_) => return refuse(StatusCode::BAD_REQUEST, "`room` must be a room's address"),
+        None => {
+            let Some(to) = answer.get("to").and_then(Value::as_str) else {
+                return refuse(StatusCode::BAD_REQUEST, "`to` (or `room`) is required: where to send");
+            };
+            // As if `to` had written to the component: the reply goes to `to`, from the domain
+            // unless the JSON names another address at it.
+            let original = stanza::new_stanza(Kind::Message, to, domain);
+            (answer, original)
+        }
+    };
     let replies = match payload::replies(&answer, &original, domain) {
         Ok(replies) => replies,
         Err(e @ AnswerError::ForeignFrom { .. }) => return refuse(StatusCode::FORBIDDEN, e.to_string()),
@@ -122,6 +160,6 @@ async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
             return refuse(StatusCode::SERVICE_UNAVAILABLE, why);
         }
     }
-    tracing::debug!(to, "queued {queued} stanza(s) from POST /send");
+    tracing::debug!(to = original.attr("from").unwrap_or(""), "queued {queued} stanza(s) from POST /send");
     (StatusCode::ACCEPTED, axum::Json(json!({ "queued": queued }))).into_response()
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio_xmpp::jid::Jid;
 
 use crate::filter::{FilterLimits, FilterSettings, Grants, OnError};
+use crate::rooms::{Forward, RoomSettings};
 use crate::stanza::Kind;
 
 /// The validated configuration.
@@ -37,6 +38,15 @@ pub struct Config {
     pub compile_cache: Option<PathBuf>,
     /// The operator's HTTP listener (SPEC §10.2); off unless `api.listen` is set.
     pub api: ApiSettings,
+    /// Group chats joined on every (re)connect (SPEC §11), each room once.
+    pub rooms: Vec<RoomSettings>,
+    /// Sent in plain text in place of a stanza error, which a room answers with a kick (SPEC
+    /// §11.3.1); `None`: nothing is sent.
+    pub room_error_text: Option<String>,
+    /// Replies per room per minute, beyond which they are dropped (SPEC §11.4).
+    pub room_reply_limit: usize,
+    /// A room quiet this long gets a self-ping (XEP-0410) to check the bot is still in it.
+    pub room_ping_interval: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -226,6 +236,21 @@ struct RawConfig {
     api: RawApi,
     #[serde(default, rename = "filter")]
     filters: Vec<RawFilter>,
+    #[serde(default, rename = "room")]
+    rooms: Vec<RawRoom>,
+    room_error_text: Option<String>,
+    room_reply_limit: Option<usize>,
+    room_ping_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoom {
+    jid: String,
+    nick: String,
+    password: Option<String>,
+    address: Option<String>,
+    forward: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -427,6 +452,18 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
     };
     let api = ApiSettings { listen, token };
 
+    let mut rooms: Vec<RoomSettings> = Vec::new();
+    for (i, raw) in raw.rooms.into_iter().enumerate() {
+        let settings = room(raw, i, &domain)?;
+        if rooms.iter().any(|r| r.jid == settings.jid) {
+            return Err(err(&format!("room[{i}].jid"), format!("{} is listed twice", settings.jid)));
+        }
+        rooms.push(settings);
+    }
+    let room_error_text = raw.room_error_text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    let room_reply_limit = positive(raw.room_reply_limit, "room_reply_limit", 60)?;
+    let room_ping_interval = duration(raw.room_ping_interval, "room_ping_interval", Duration::from_secs(300))?;
+
     Ok(Config {
         domain,
         server,
@@ -441,7 +478,53 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         watch: ov.watch.or(raw.watch).unwrap_or(false),
         compile_cache,
         api,
+        rooms,
+        room_error_text,
+        room_reply_limit,
+        room_ping_interval,
     })
+}
+
+/// One `[[room]]` entry: the room's bare address, the nick, and the occupant address, which must
+/// be the component's domain or a bare address at it (a room accepts messages only from the exact
+/// address that joined, and the server only from the component's own domain).
+fn room(raw: RawRoom, index: usize, domain: &str) -> Result<RoomSettings, ConfigError> {
+    let key = |name: &str| format!("room[{index}].{name}");
+    let jid = match Jid::new(raw.jid.trim()) {
+        Ok(jid) if jid.node().is_some() && jid.resource().is_none() => jid.to_bare(),
+        _ => {
+            return Err(err(
+                &key("jid"),
+                format!("{:?} is not a room address like room@conference.example.org", raw.jid),
+            ));
+        }
+    };
+    if crate::stanza::is_at_domain(jid.as_str(), domain) {
+        return Err(err(&key("jid"), format!("{jid} is at the component's own domain; a room lives on a MUC service")));
+    }
+    let nick = raw.nick.trim().to_owned();
+    if nick.is_empty() || Jid::new(&format!("{jid}/{nick}")).is_err() {
+        return Err(err(&key("nick"), format!("{:?} cannot be a nick", raw.nick)));
+    }
+    let address = match raw.address.as_deref().map(str::trim) {
+        None => domain.to_owned(),
+        Some(text) => match Jid::new(text) {
+            Ok(jid) if jid.resource().is_none() && jid.domain().as_str() == domain => jid.to_string(),
+            _ => {
+                return Err(err(
+                    &key("address"),
+                    format!("{text:?} must be {domain} or a bare address at it, like bot@{domain}"),
+                ));
+            }
+        },
+    };
+    let forward = match raw.forward.as_deref().map(str::trim) {
+        None | Some("all") => Forward::All,
+        Some("mentions") => Forward::Mentions,
+        Some(other) => return Err(err(&key("forward"), format!("{other:?} is not \"all\" or \"mentions\""))),
+    };
+    let password = raw.password.filter(|p| !p.is_empty()).map(Secret);
+    Ok(RoomSettings { jid, nick, password, address, forward })
 }
 
 fn filter(raw: RawFilter, index: usize, base: &Path) -> Result<FilterSettings, ConfigError> {
@@ -543,6 +626,52 @@ post_url = "http://127.0.0.1:8080/hook"
     }
 
     #[test]
+    fn rooms_are_read_and_their_mistakes_named() {
+        let text = format!(
+            "{BASE}room_error_text = \"Sorry, that failed.\"\n[[room]]\njid = \"Dev@Conference.example.org\"\nnick = \"Bot\"\npassword = \"pw\"\n\
+             [[room]]\njid = \"ops@conference.example.org\"\nnick = \"Bot\"\naddress = \"alerts@bot.example.org\"\nforward = \"mentions\"\n"
+        );
+        let c = from_toml_str(&text, &Overrides::default()).expect("valid");
+        assert_eq!(c.rooms.len(), 2);
+        assert_eq!(c.rooms[0].jid.as_str(), "dev@conference.example.org");
+        assert_eq!(c.rooms[0].address, "bot.example.org", "the domain is the default occupant");
+        assert_eq!(c.rooms[1].address, "alerts@bot.example.org");
+        assert_eq!(c.rooms[1].forward, Forward::Mentions);
+        assert_eq!(c.room_reply_limit, 60);
+        assert_eq!(c.room_error_text.as_deref(), Some("Sorry, that failed."));
+        assert!(!format!("{c:?}").contains("\"pw\""), "a room password leaks through Debug");
+        let room = |entry: &str| format!("{BASE}[[room]]\n{entry}\n");
+        for (entry, expected) in [
+            (
+                "jid = \"conference.example.org\"\nnick = \"b\"",
+                "`room[0].jid`: \"conference.example.org\" is not a room address",
+            ),
+            (
+                "jid = \"r@bot.example.org\"\nnick = \"b\"",
+                "`room[0].jid`: r@bot.example.org is at the component's own domain",
+            ),
+            ("jid = \"r@c.example.org\"\nnick = \"\"", "`room[0].nick`: \"\" cannot be a nick"),
+            (
+                "jid = \"r@c.example.org\"\nnick = \"b\"\naddress = \"x@elsewhere.example\"",
+                "`room[0].address`: \"x@elsewhere.example\" must be bot.example.org or a bare address at it",
+            ),
+            (
+                "jid = \"r@c.example.org\"\nnick = \"b\"\nforward = \"some\"",
+                "`room[0].forward`: \"some\" is not \"all\" or \"mentions\"",
+            ),
+            ("jid = \"r@c.example.org\"", "missing field `nick`"),
+        ] {
+            let e = from_toml_str(&room(entry), &Overrides::default()).expect_err(entry).to_string();
+            assert!(e.contains(expected), "{entry}: {e}");
+        }
+        let twice = format!(
+            "{BASE}[[room]]\njid = \"r@c.example.org\"\nnick = \"a\"\n[[room]]\njid = \"R@c.example.org\"\nnick = \"b\"\n"
+        );
+        let e = from_toml_str(&twice, &Overrides::default()).expect_err("twice").to_string();
+        assert!(e.contains("`room[1].jid`: r@c.example.org is listed twice"), "{e}");
+    }
+
+    #[test]
     fn reference_option_names_are_aliases() {
         let text = r#"
 domain = "bot.example.org"
@@ -562,7 +691,7 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval` (line 6: bogus = 1)",
         );
         check_err(
             "stanzas = [\"mesage\"]\n",

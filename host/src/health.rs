@@ -1,9 +1,12 @@
 //! Whether the component stream is up, since when, and the last connection error: what
-//! `GET /healthz` reports (SPEC §10.2). The connection task writes it (and with it the
-//! `connected` and `reconnects` metrics), the API reads it.
+//! `GET /healthz` reports (SPEC §10.2), and what the rooms follow to join again on every new
+//! connection. The connection task writes it (and with it the `connected` and `reconnects`
+//! metrics); the API and the rooms read it.
 
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::SystemTime;
+
+use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
 pub struct Status {
@@ -11,35 +14,44 @@ pub struct Status {
     /// When the stream last came up or went down.
     pub since: SystemTime,
     pub last_error: Option<String>,
+    /// Counts the connections made: a new value is a new stream (rooms must be joined again).
+    pub session: u64,
 }
 
 /// The process's connection status.
-pub fn health() -> &'static Mutex<Status> {
-    static HEALTH: LazyLock<Mutex<Status>> =
-        LazyLock::new(|| Mutex::new(Status { connected: false, since: SystemTime::now(), last_error: None }));
+fn health() -> &'static watch::Sender<Status> {
+    static HEALTH: LazyLock<watch::Sender<Status>> = LazyLock::new(|| {
+        watch::Sender::new(Status { connected: false, since: SystemTime::now(), last_error: None, session: 0 })
+    });
     &HEALTH
 }
 
 /// The stream is up; `reconnect` when it is not the process's first.
 pub fn set_up(reconnect: bool) {
     crate::metrics::metrics().connection_up(reconnect);
-    if let Ok(mut status) = health().lock() {
+    health().send_modify(|status| {
         status.connected = true;
         status.since = SystemTime::now();
-    }
+        status.session += 1;
+    });
 }
 
 pub fn set_down(error: &str) {
     crate::metrics::metrics().connection_down();
-    if let Ok(mut status) = health().lock() {
+    health().send_modify(|status| {
         if status.connected {
             status.since = SystemTime::now();
         }
         status.connected = false;
         status.last_error = Some(error.to_owned());
-    }
+    });
 }
 
 pub fn current() -> Status {
-    health().lock().map(|s| s.clone()).unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    health().borrow().clone()
+}
+
+/// Changes of the status as they happen.
+pub fn subscribe() -> watch::Receiver<Status> {
+    health().subscribe()
 }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod payload;
 pub mod pipeline;
 pub mod reload;
+pub mod rooms;
 pub mod shutdown;
 pub mod signing;
 pub mod stanza;
@@ -58,13 +59,17 @@ pub async fn serve(
         queue_capacity: config.connection.max_queued,
     };
     let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
+    let rooms = rooms::Rooms::new(outbox.clone());
     if let Some(listener) = api {
-        api::spawn(listener, live.clone(), outbox.clone(), shutdown.clone());
+        api::spawn(listener, live.clone(), outbox.clone(), rooms.clone(), shutdown.clone());
     }
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());
-    pipeline::Pipeline::new(live.clone(), outbox).run(incoming, shutdown).await;
+    let joins = rooms::spawn(rooms.clone(), live.clone(), shutdown.clone());
+    pipeline::Pipeline::new(live.clone(), outbox, rooms).run(incoming, shutdown).await;
     reloads.abort();
+    // The rooms are left (their presences queued) before the connection may close.
+    let _ = joins.await;
     // The pipeline is gone, so the outbox has no producers left: the connection sends what is
     // queued and closes. A server that stays away must not hold the process hostage.
     let grace = live.load().config.shutdown_grace;

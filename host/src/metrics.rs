@@ -56,6 +56,19 @@ pub struct Metrics {
     reconnects: Counter,
     in_flight: Gauge,
     connected: Gauge,
+    room_withheld: Family<ReasonLabel, Counter>,
+    rooms: Family<StateLabel, Gauge>,
+    room_joins: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
 }
 
 /// The process's metrics.
@@ -101,6 +114,20 @@ impl Metrics {
         registry.register("in_flight", "Stanzas being handled or waiting in their sender's lane", in_flight.clone());
         let connected = Gauge::default();
         registry.register("connected", "1 while the component stream is up", connected.clone());
+        let room_withheld = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "room_replies_withheld",
+            "Stanzas not sent to a room: an error (a room kicks for it), or past room_reply_limit",
+            room_withheld.clone(),
+        );
+        let rooms = Family::<StateLabel, Gauge>::default();
+        registry.register("rooms", "Configured rooms, by state (joining, joined, failed, kicked)", rooms.clone());
+        let room_joins = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "room_joins",
+            "Answers to the bot's room joins, by result (joined, failed)",
+            room_joins.clone(),
+        );
         Metrics {
             registry,
             received,
@@ -113,6 +140,9 @@ impl Metrics {
             reconnects,
             in_flight,
             connected,
+            room_withheld,
+            rooms,
+            room_joins,
         }
     }
 
@@ -145,6 +175,23 @@ impl Metrics {
     /// `result`: `swapped` or `failed`.
     pub fn reload(&self, result: &'static str) {
         self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// `reason`: `error` (a stanza error a room would kick for) or `limit` (room_reply_limit).
+    pub fn room_withheld(&self, reason: &'static str) {
+        self.room_withheld.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// How many rooms are in each state, all states given.
+    pub fn rooms(&self, counts: &[(&'static str, i64)]) {
+        for (state, n) in counts {
+            self.rooms.get_or_create(&StateLabel { state }).set(*n);
+        }
+    }
+
+    /// `result`: `joined` or `failed`.
+    pub fn room_join(&self, result: &'static str) {
+        self.room_joins.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn connection_up(&self, reconnect: bool) {

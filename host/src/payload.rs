@@ -31,6 +31,16 @@ pub fn event(el: &Element) -> Value {
     Value::Object(map)
 }
 
+/// The keys a message from a room's occupant adds to its event (SPEC §11.2): the room's bare
+/// address, the sender's nick, and whether the message mentions the bot.
+pub fn add_room_keys(event: &mut Value, occupancy: &crate::rooms::Occupancy) {
+    if let Value::Object(map) = event {
+        map.insert("room".into(), occupancy.room.clone().into());
+        map.insert("nick".into(), occupancy.nick.clone().into());
+        map.insert("mentioned".into(), occupancy.mentioned.into());
+    }
+}
+
 /// Why a webhook's answer could not become a reply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AnswerError {
@@ -70,7 +80,14 @@ fn bad(key: &'static str, why: impl Into<String>) -> AnswerError {
 /// component serving `domain`. An iq get/set always gets exactly one iq answer (SPEC §4.3).
 pub fn replies(answer: &Value, original: &Element, domain: &str) -> Result<Vec<Element>, AnswerError> {
     let map = answer.as_object().ok_or(AnswerError::NotAnObject)?;
-    let default_to = original.attr("from").unwrap_or("");
+    // A room message is answered in the room: to its bare address (SPEC §11.3); the room takes
+    // it only from the occupant address it was sent to, which is the default `from`.
+    let original_from = original.attr("from").unwrap_or("");
+    let default_to = if is_groupchat(original) {
+        original_from.split_once('/').map_or(original_from, |(room, _)| room)
+    } else {
+        original_from
+    };
     let default_from = original.attr("to").unwrap_or(domain);
 
     let mut reply = match map.get("stanza") {
@@ -128,6 +145,7 @@ fn from_keys(
     }
     match (kind, type_) {
         (_, Some(t)) => set_attr(&mut el, "type", t),
+        (Kind::Message, None) if is_groupchat(original) => set_attr(&mut el, "type", "groupchat"),
         (Kind::Message, None) => set_attr(&mut el, "type", "chat"),
         (Kind::Iq, None) if is_iq_request(original) => set_attr(&mut el, "type", "result"),
         (Kind::Iq, None) => {
@@ -204,6 +222,10 @@ fn check_addresses(el: &mut Element, domain: &str) -> Result<(), AnswerError> {
     set_attr(el, "to", to.as_str());
     set_attr(el, "from", from.as_str());
     Ok(())
+}
+
+fn is_groupchat(el: &Element) -> bool {
+    el.name() == "message" && el.attr("type") == Some("groupchat")
 }
 
 /// True when `reply` is the iq answer (result or error, same id) to the request `original`.

@@ -15,6 +15,7 @@ use crate::filter::{AfterOutcome, BeforeOutcome, Trail};
 use crate::lanes::Lanes;
 use crate::live::{Live, LiveCell};
 use crate::payload;
+use crate::rooms::{Intercept, Occupancy, Rooms};
 use crate::stanza::{self, ErrorType, Kind, StanzaError};
 use crate::webhook::Outcome;
 use crate::xmpp::Outbox;
@@ -24,6 +25,7 @@ use crate::xmpp::Outbox;
 struct Shared {
     live: LiveCell,
     outbox: Outbox,
+    rooms: Arc<Rooms>,
 }
 
 #[derive(Debug)]
@@ -38,10 +40,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// `max_in_flight` is read once: a reload cannot resize it (it reports a restart is needed).
-    pub fn new(live: LiveCell, outbox: Outbox) -> Pipeline {
+    pub fn new(live: LiveCell, outbox: Outbox, rooms: Arc<Rooms>) -> Pipeline {
         let in_flight = Arc::new(Semaphore::new(live.load().config.webhook.max_in_flight));
         Pipeline {
-            shared: Arc::new(Shared { live, outbox }),
+            shared: Arc::new(Shared { live, outbox, rooms }),
             in_flight,
             lanes: Arc::default(),
             tasks: TaskTracker::new(),
@@ -91,11 +93,21 @@ impl Pipeline {
             tracing::warn!(from, kind = kind.as_str(), "not handled: it comes from this component's own domain");
             return;
         }
+        // The rooms see a stanza in arrival order: their state follows the room's presences.
+        let occupancy = match self.shared.rooms.intercept(&el) {
+            Intercept::Consumed => return,
+            Intercept::Skip(why) => {
+                tracing::debug!(from, "room message not forwarded: {why}");
+                return;
+            }
+            Intercept::Room(occupancy) => Some(occupancy),
+            Intercept::None => None,
+        };
         // Backpressure: when this many stanzas wait or run, stop reading from the server. The
         // permit travels with the stanza, so a chatty sender's queue is bounded too.
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         let sender = el.attr("from").unwrap_or("").to_owned();
-        let queued = Queued { el, _permit: permit, _counted: crate::metrics::metrics().in_flight() };
+        let queued = Queued { el, occupancy, _permit: permit, _counted: crate::metrics::metrics().in_flight() };
         let Some(first) = self.lanes.enter(&sender, queued) else { return };
         let shared = self.shared.clone();
         let lanes = self.lanes.clone();
@@ -104,7 +116,7 @@ impl Pipeline {
             let mut next = Some(first);
             while let Some(queued) = next {
                 let span = stanza_span(&queued.el);
-                shared.handle(&queued.el, &abandon).instrument(span).await;
+                shared.handle(&queued.el, queued.occupancy.as_ref(), &abandon).instrument(span).await;
                 drop(queued);
                 next = lanes.next(&sender);
             }
@@ -116,6 +128,8 @@ impl Pipeline {
 #[derive(Debug)]
 struct Queued {
     el: Element,
+    /// For a message from a room's occupant: what its event says about the room.
+    occupancy: Option<Occupancy>,
     _permit: OwnedSemaphorePermit,
     _counted: crate::metrics::InFlight,
 }
@@ -132,9 +146,9 @@ fn stanza_span(el: &Element) -> tracing::Span {
 
 impl Shared {
     /// Answers one stanza with the snapshot current when its handling starts.
-    async fn handle(&self, el: &Element, abandon: &CancellationToken) {
+    async fn handle(&self, el: &Element, occupancy: Option<&Occupancy>, abandon: &CancellationToken) {
         let live = self.live.load_full();
-        Handling { live: &live, outbox: &self.outbox }.handle(el, abandon).await;
+        Handling { live: &live, outbox: &self.outbox, rooms: &self.rooms }.handle(el, occupancy, abandon).await;
     }
 }
 
@@ -143,11 +157,12 @@ impl Shared {
 struct Handling<'a> {
     live: &'a Live,
     outbox: &'a Outbox,
+    rooms: &'a Rooms,
 }
 
 impl Handling<'_> {
     /// Answers one stanza: built-in for kinds not forwarded, through the webhook otherwise.
-    async fn handle(&self, el: &Element, abandon: &CancellationToken) {
+    async fn handle(&self, el: &Element, occupancy: Option<&Occupancy>, abandon: &CancellationToken) {
         let Some(kind) = Kind::of(el) else { return };
         if !self.live.config.forwards(kind) {
             let replies = match kind {
@@ -159,7 +174,7 @@ impl Handling<'_> {
             return;
         }
         tokio::select! {
-            _ = self.forward(el) => {}
+            _ = self.forward(el, occupancy) => {}
             _ = abandon.cancelled() => {
                 tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
             }
@@ -167,8 +182,11 @@ impl Handling<'_> {
     }
 
     /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
-    async fn forward(&self, el: &Element) {
-        let event = payload::event(el);
+    async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>) {
+        let mut event = payload::event(el);
+        if let Some(occupancy) = occupancy {
+            payload::add_room_keys(&mut event, occupancy);
+        }
         let body = event.to_string();
         let (outcome, status, trail) = if self.live.filters.is_empty() {
             let outcome = self.live.webhook.post(&event, body).await;
@@ -242,7 +260,7 @@ impl Handling<'_> {
         self.send_replies(el, vec![stanza::error_reply(el, &error)]);
     }
 
-    /// The one gate every reply passes (SPEC §2.2, §3.4.1, §4.7).
+    /// The one gate every reply passes (SPEC §2.2, §3.4.1, §4.7, §11.3.1, §11.4).
     fn send_replies(&self, original: &Element, replies: Vec<Element>) {
         if stanza::is_unanswerable(original) {
             if !replies.is_empty() {
@@ -252,6 +270,7 @@ impl Handling<'_> {
         }
         let max = self.live.config.connection.max_stanza_bytes;
         for reply in replies {
+            let Some(reply) = self.fit_for_rooms(original, reply) else { continue };
             let size = stanza::xml_len(&reply);
             if size > max {
                 tracing::warn!("reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent");
@@ -262,5 +281,42 @@ impl Handling<'_> {
             }
             self.outbox.send(reply);
         }
+    }
+
+    /// A room kicks an occupant that sends it a stanza error, to the room or to an occupant:
+    /// such an error is withheld, and with `room_error_text` a plain message goes in its place.
+    /// Replies to a room beyond `room_reply_limit` a minute are dropped.
+    fn fit_for_rooms(&self, original: &Element, reply: Element) -> Option<Element> {
+        let to = reply.attr("to").unwrap_or("");
+        if !self.rooms.is_room_address(to) {
+            return Some(reply);
+        }
+        let config = &self.live.config;
+        if reply.attr("type") == Some("error") {
+            crate::metrics::metrics().room_withheld("error");
+            let condition = crate::rooms::muc::error_condition(&reply).unwrap_or_default();
+            tracing::warn!(to, "not sending the stanza error {condition} into the room (a room kicks for it)");
+            let text = config.room_error_text.as_deref()?;
+            let from = original.attr("to").unwrap_or(&config.domain);
+            let sender = original.attr("from").unwrap_or("");
+            let (to, kind) = match original.attr("type") {
+                Some("groupchat") => (sender.split_once('/').map_or(sender, |(room, _)| room), "groupchat"),
+                _ => (sender, "chat"),
+            };
+            let mut plain = stanza::new_stanza(Kind::Message, from, to);
+            stanza::set_attr(&mut plain, "type", kind);
+            plain.append_child(Element::builder("body", stanza::NS_COMPONENT).append(text).build());
+            return self.fit_for_rooms(original, plain);
+        }
+        if reply.attr("type") == Some("groupchat") && !self.rooms.allow_reply(to, config.room_reply_limit) {
+            crate::metrics::metrics().room_withheld("limit");
+            tracing::warn!(
+                room = to,
+                "reply dropped: the room had {} replies this minute (room_reply_limit)",
+                config.room_reply_limit
+            );
+            return None;
+        }
+        Some(reply)
     }
 }

@@ -54,6 +54,13 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// An outbox whose stanzas go to the returned receiver instead of a connection: for tests
+    /// of the modules that send (the rooms), and benchmarks.
+    pub fn detached(capacity: usize) -> (Outbox, mpsc::Receiver<Element>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Outbox { tx }, rx)
+    }
+
     /// Queues a stanza for sending. The queue is held across reconnects; when it is full (the
     /// server has been away for long) the stanza is logged with its recipient and dropped.
     pub fn send(&self, el: Element) {

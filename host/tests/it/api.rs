@@ -115,7 +115,7 @@ async fn send_on(server: Server) {
     assert_eq!(send(&base, Some("wrong-token-wrong-token"), &later).await.0, 401, "wrong token");
     let (status, error) = send(&base, Some(API_TOKEN), &json!({"body": "to whom?"})).await;
     assert_eq!(status, 400);
-    assert!(error["error"].as_str().is_some_and(|e| e.contains("`to` is required")), "{error}");
+    assert!(error["error"].as_str().is_some_and(|e| e.contains("`to` (or `room`) is required")), "{error}");
     let foreign = json!({"to": alice, "from": "evil@localhost", "body": "x"});
     assert_eq!(send(&base, Some(API_TOKEN), &foreign).await.0, 403, "a foreign from is refused");
     // The server would route a stanza to the own domain back to stanzahook, which would answer it.

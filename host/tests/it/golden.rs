@@ -92,6 +92,44 @@ fn stanza_to_event_json() {
 }
 
 #[test]
+fn room_stanza_to_event_json() {
+    let (outbox, _sent) = stanzahook::xmpp::Outbox::detached(16);
+    let rooms = stanzahook::rooms::Rooms::new(outbox);
+    let config = stanzahook::config::from_toml_str(
+        "domain = \"bot.example.org\"\nserver = \"h:1\"\nsecret = \"s\"\npost_url = \"http://x/\"\n\
+         [[room]]\njid = \"room@muc.example.org\"\nnick = \"Bot\"\n\
+         [[room]]\njid = \"quiet@muc.example.org\"\nnick = \"Bot\"\nforward = \"mentions\"\n",
+        &Default::default(),
+    )
+    .expect("config");
+    rooms.sync(&config.rooms);
+    rooms.connected();
+    rooms.send_due(std::time::Duration::from_secs(300));
+    for room in ["room", "quiet"] {
+        let joined = format!(
+            "<presence from='{room}@muc.example.org/Bot' to='bot.example.org'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>"
+        );
+        let joined = stanza::parse_received(&joined).expect("parses");
+        assert_eq!(rooms.intercept(&joined), stanzahook::rooms::Intercept::Consumed);
+    }
+    check("rooms.txt", |inputs| {
+        let el = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+        match rooms.intercept(&el) {
+            stanzahook::rooms::Intercept::Skip(why) => format!("not forwarded: {why}"),
+            stanzahook::rooms::Intercept::Consumed => "taken by the rooms".into(),
+            stanzahook::rooms::Intercept::Room(occupancy) => {
+                let mut event = payload::event(&el);
+                payload::add_room_keys(&mut event, &occupancy);
+                serde_json::to_string_pretty(&event).expect("json")
+            }
+            stanzahook::rooms::Intercept::None => {
+                format!("no room: forwarded as\n{}", serde_json::to_string_pretty(&payload::event(&el)).expect("json"))
+            }
+        }
+    });
+}
+
+#[test]
 fn answer_to_reply_stanzas() {
     check("replies.txt", |inputs| {
         let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");

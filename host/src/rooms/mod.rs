@@ -1,0 +1,403 @@
+//! Group chat (SPEC §11): the rooms stanzahook is an occupant of. This module owns every room's
+//! state (`state.rs`, one machine per room), the XEP-0045 stanzas that drive it (`muc.rs`), and the
+//! task that joins on every connection and retries with backoff (`driver.rs`). The rest of the
+//! host asks it what a stanza from a room is (`Rooms::intercept`: the bot's own presence or
+//! reflection, a room message to forward, or nothing to do with rooms), whether an address is in
+//! a room (`Rooms::is_room_address`: no stanza error may go there), and whether a room may get
+//! another reply this minute (`Rooms::allow_reply`).
+
+mod driver;
+pub mod muc;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_xmpp::jid::BareJid;
+use tokio_xmpp::minidom::Element;
+
+use crate::config::Secret;
+use crate::stanza::{self, Kind};
+use crate::xmpp::Outbox;
+
+pub use driver::spawn;
+pub use state::Phase;
+use state::Room;
+
+/// Ids of the stanzas the rooms module sends and whose answers it takes back.
+const ID_PREFIX: &str = "sh-room-";
+/// Ids of the self-pings, among them.
+const PING_PREFIX: &str = "sh-room-ping-";
+
+/// Which room messages reach the webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forward {
+    All,
+    /// Only those that name the bot's nick or reference its occupant.
+    Mentions,
+}
+
+/// One configured room, validated.
+#[derive(Clone, Debug)]
+pub struct RoomSettings {
+    /// The room's bare address, `room@conference.example.org`.
+    pub jid: BareJid,
+    pub nick: String,
+    pub password: Option<Secret>,
+    /// The component address that is the occupant: the domain or a bare address at it.
+    pub address: String,
+    pub forward: Forward,
+}
+
+impl RoomSettings {
+    /// Whether a reload changed anything that needs a new join.
+    fn same_join(&self, other: &RoomSettings) -> bool {
+        self.jid == other.jid
+            && self.nick == other.nick
+            && self.address == other.address
+            && self.password.as_ref().map(Secret::expose) == other.password.as_ref().map(Secret::expose)
+    }
+}
+
+/// A message from an occupant of a room the bot is in: the event names the room and the sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    /// The room's bare address.
+    pub room: String,
+    /// The sender's nick.
+    pub nick: String,
+    /// Whether the message names the bot.
+    pub mentioned: bool,
+}
+
+/// What a stanza is to the rooms.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Intercept {
+    /// About the bot's own occupant (its presence, an answer to its own request): taken here.
+    Consumed,
+    /// A room message that is not forwarded, and why.
+    Skip(&'static str),
+    /// A room message to forward, with what the event says about the room.
+    Room(Occupancy),
+    /// Nothing to do with a room the bot is in.
+    None,
+}
+
+/// One room's state as `/healthz` shows it.
+#[derive(Clone, Debug)]
+pub struct RoomStatus {
+    pub jid: String,
+    pub phase: Phase,
+    pub nick: String,
+    pub since: SystemTime,
+    pub error: Option<String>,
+}
+
+/// Every room's state, shared by the pipeline, the API and the driver task.
+#[derive(Debug)]
+pub struct Rooms {
+    inner: Mutex<Inner>,
+    outbox: Outbox,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// By the room's bare address in lower case.
+    rooms: BTreeMap<String, Room>,
+    connected: bool,
+    /// When the replies of the last minute were sent, per room (SPEC §11.4).
+    replies: BTreeMap<String, VecDeque<Instant>>,
+    next_id: u64,
+}
+
+fn key(room: &str) -> String {
+    room.to_ascii_lowercase()
+}
+
+impl Rooms {
+    pub fn new(outbox: Outbox) -> Arc<Rooms> {
+        Arc::new(Rooms { inner: Mutex::default(), outbox })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the rooms those of `settings`: new entries are joined, removed ones left, changed
+    /// ones joined again (a kicked room is tried again once its entry changes).
+    pub fn sync(&self, settings: &[RoomSettings]) {
+        let mut inner = self.lock();
+        let wanted: BTreeMap<String, &RoomSettings> = settings.iter().map(|s| (key(s.jid.as_str()), s)).collect();
+        let gone: Vec<String> = inner.rooms.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+        for k in gone {
+            if let Some(room) = inner.rooms.remove(&k) {
+                tracing::info!(room = %room.settings.jid, "leaving the room: it is no longer configured");
+                if room.phase == Phase::Joined {
+                    self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
+                }
+            }
+        }
+        let connected = inner.connected;
+        for (k, new) in wanted {
+            match inner.rooms.get_mut(&k) {
+                Some(room) if room.settings.same_join(new) => room.settings = new.clone(),
+                Some(room) => {
+                    tracing::info!(room = %new.jid, "the room's entry changed: joining again");
+                    if room.phase == Phase::Joined {
+                        self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
+                    }
+                    *room = Room::new(new.clone());
+                    if !connected {
+                        room.disconnected();
+                    }
+                }
+                None => {
+                    let mut room = Room::new(new.clone());
+                    if !connected {
+                        room.disconnected();
+                    }
+                    inner.rooms.insert(k, room);
+                }
+            }
+        }
+    }
+
+    /// A new connection is up: every room not kicked is joined again.
+    pub fn connected(&self) {
+        let mut inner = self.lock();
+        inner.connected = true;
+        let now = Instant::now();
+        for room in inner.rooms.values_mut() {
+            room.connected(now);
+        }
+    }
+
+    pub fn disconnected(&self) {
+        let mut inner = self.lock();
+        inner.connected = false;
+        for room in inner.rooms.values_mut() {
+            room.disconnected();
+        }
+    }
+
+    /// Sends the joins and self-pings that are due (a room quiet for `ping_interval` is asked
+    /// whether the bot is still in it); returns when the next one may be.
+    pub fn send_due(&self, ping_interval: Duration) -> Option<Instant> {
+        let mut inner = self.lock();
+        if !inner.connected {
+            return None;
+        }
+        let now = Instant::now();
+        let mut joins = Vec::new();
+        let mut pings = Vec::new();
+        for room in inner.rooms.values_mut() {
+            if room.ping_timed_out(now) {
+                tracing::warn!(room = %room.settings.jid, "the room did not answer a self-ping; joining again");
+            }
+            if room.join_due(now) {
+                joins.push((room.settings.clone(), room.nick.clone()));
+            } else if room.ping_due(now, ping_interval) {
+                pings.push((room.settings.clone(), room.nick.clone()));
+            }
+        }
+        for (settings, nick) in joins {
+            let id = format!("{ID_PREFIX}join-{}", inner.next_id);
+            inner.next_id += 1;
+            tracing::debug!(room = %settings.jid, nick, "joining");
+            let password = settings.password.as_ref().map(Secret::expose);
+            self.outbox.send(muc::join(&settings.address, settings.jid.as_str(), &nick, password, &id));
+        }
+        for (settings, nick) in pings {
+            let id = format!("{PING_PREFIX}{}", inner.next_id);
+            inner.next_id += 1;
+            self.outbox.send(muc::self_ping(&settings.address, settings.jid.as_str(), &nick, &id));
+        }
+        inner.rooms.values().filter_map(|room| room.next_wakeup(ping_interval)).min()
+    }
+
+    /// Leaves every joined room: at shutdown, so the rooms do not keep a ghost occupant.
+    pub fn leave_all(&self) {
+        let inner = self.lock();
+        for room in inner.rooms.values().filter(|r| r.phase == Phase::Joined) {
+            self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
+        }
+    }
+
+    /// What `el` is to the rooms; the bot's own presences and answers change the room's state.
+    pub fn intercept(&self, el: &Element) -> Intercept {
+        let from = el.attr("from").unwrap_or("");
+        let (room_jid, nick) = muc::split_occupant(from);
+        let mut inner = self.lock();
+        let Some(room) = inner.rooms.get_mut(&key(room_jid)) else {
+            return Intercept::None;
+        };
+        match Kind::of(el) {
+            Some(Kind::Presence) => self.presence(room, el, nick),
+            Some(Kind::Message) => message(room, el, nick),
+            Some(Kind::Iq) if el.attr("id").is_some_and(|id| id.starts_with(PING_PREFIX)) => {
+                let joined = muc::ping_says_joined(el);
+                if joined {
+                    tracing::debug!(room = %room.settings.jid, "a self-ping says the bot is in the room");
+                } else {
+                    let condition = muc::error_condition(el).unwrap_or_default();
+                    tracing::warn!(room = %room.settings.jid, "a self-ping says the bot is not in the room ({condition}); joining again");
+                }
+                room.ping_answered(joined, "the room no longer counts the bot as an occupant".into(), Instant::now());
+                Intercept::Consumed
+            }
+            Some(Kind::Iq) if el.attr("id").is_some_and(|id| id.starts_with(ID_PREFIX)) => {
+                if muc::is_error(el) {
+                    let condition = muc::error_condition(el).unwrap_or_else(|| "an error".into());
+                    tracing::warn!(room = %room.settings.jid, "the room refused its default configuration: {condition}");
+                }
+                Intercept::Consumed
+            }
+            _ => Intercept::None,
+        }
+    }
+
+    fn presence(&self, room: &mut Room, el: &Element, nick: Option<&str>) -> Intercept {
+        let codes = muc::status_codes(el);
+        let own = codes.contains(&110) || nick.is_some_and(|n| n == room.nick) || nick.is_none();
+        if !own {
+            return Intercept::None;
+        }
+        let jid = room.settings.jid.clone();
+        match stanza::stanza_type(el) {
+            Some("error") => {
+                let condition = muc::error_condition(el).unwrap_or_else(|| "undefined-condition".into());
+                let why = format!("{condition}: {}", muc::explain(&condition));
+                tracing::warn!(room = %jid, nick = room.nick, "cannot join the room: {why}; trying again later");
+                crate::metrics::metrics().room_join("failed");
+                room.failed(why, Instant::now());
+            }
+            Some("unavailable") if codes.contains(&303) => {
+                // A nick change: the next presence is the bot's under its new nick.
+            }
+            Some("unavailable") if codes.contains(&307) || codes.contains(&301) => {
+                let what = if codes.contains(&301) { "banned from" } else { "kicked from" };
+                let why = format!("{what} the room");
+                tracing::warn!(room = %jid, nick = room.nick, "{why}; not joining again until its [[room]] entry changes");
+                room.kicked(why);
+            }
+            Some("unavailable") => {
+                let why =
+                    if codes.contains(&332) { "the room's service shut down" } else { "the room removed the bot" };
+                tracing::warn!(room = %jid, "{why}; joining again");
+                room.lost(why.into(), Instant::now());
+            }
+            None if codes.contains(&110) || room.phase != Phase::Joined => {
+                let nick = nick.unwrap_or(&room.nick).to_owned();
+                if room.phase != Phase::Joined {
+                    tracing::info!(room = %jid, nick, "joined the room");
+                    crate::metrics::metrics().room_join("joined");
+                }
+                room.joined(&nick);
+                if codes.contains(&201) {
+                    // The join created the room: accept the default configuration, so that the
+                    // room opens for others (an instant room, XEP-0045 §10.1.2).
+                    let id = format!("{ID_PREFIX}instant");
+                    self.outbox.send(muc::accept_default_configuration(&room.settings.address, jid.as_str(), &id));
+                }
+            }
+            _ => {}
+        }
+        Intercept::Consumed
+    }
+
+    /// Whether `addr` (bare or full) is a room the bot is configured for: no stanza error may go
+    /// there, since a room kicks an occupant that sends one (SPEC §11.3.1).
+    pub fn is_room_address(&self, addr: &str) -> bool {
+        let (room, _) = muc::split_occupant(addr);
+        self.lock().rooms.contains_key(&key(room))
+    }
+
+    /// The address the bot is an occupant of `room` as, while it is in the room.
+    pub fn occupant_address(&self, room: &str) -> Option<String> {
+        let inner = self.lock();
+        let room = inner.rooms.get(&key(room))?;
+        (room.phase == Phase::Joined).then(|| room.settings.address.clone())
+    }
+
+    /// Whether `room` may get another reply this minute (`limit` per minute, SPEC §11.4); a reply
+    /// allowed is counted.
+    pub fn allow_reply(&self, room: &str, limit: usize) -> bool {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let sent = inner.replies.entry(key(room)).or_default();
+        while sent.front().is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(60)) {
+            sent.pop_front();
+        }
+        if sent.len() >= limit {
+            return false;
+        }
+        sent.push_back(now);
+        true
+    }
+
+    /// Sets the `rooms` gauges from the rooms' states.
+    pub fn publish_metrics(&self) {
+        let inner = self.lock();
+        let count = |phase: Phase| inner.rooms.values().filter(|r| r.phase == phase).count() as i64;
+        let counts = [Phase::Joining, Phase::Joined, Phase::Failed, Phase::Kicked].map(|p| (p.as_str(), count(p)));
+        crate::metrics::metrics().rooms(&counts);
+    }
+
+    /// Every room's state, for `/healthz`.
+    pub fn status(&self) -> Vec<RoomStatus> {
+        self.lock()
+            .rooms
+            .values()
+            .map(|r| RoomStatus {
+                jid: r.settings.jid.to_string(),
+                phase: r.phase,
+                nick: r.nick.clone(),
+                since: r.since,
+                error: r.error.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A message from `room`: the bot's own reflection, history and subject changes are not
+/// forwarded; with `forward = "mentions"`, only what mentions the bot is (SPEC §11.2).
+fn message(room: &mut Room, el: &Element, nick: Option<&str>) -> Intercept {
+    let jid = room.settings.jid.as_str();
+    match stanza::stanza_type(el) {
+        Some("groupchat") => {
+            let Some(nick) = nick else { return Intercept::Skip("a notice of the room itself") };
+            if nick == room.nick {
+                return Intercept::Skip("the bot's own message, reflected by the room");
+            }
+            if muc::is_history(el) {
+                return Intercept::Skip("history");
+            }
+            if muc::is_subject_change(el) {
+                return Intercept::Skip("a subject change");
+            }
+            let mentioned = muc::mentions(el, jid, &room.nick);
+            if room.settings.forward == Forward::Mentions && !mentioned {
+                return Intercept::Skip("it does not mention the bot");
+            }
+            Intercept::Room(Occupancy { room: jid.to_owned(), nick: nick.to_owned(), mentioned })
+        }
+        Some("error") => {
+            if muc::error_condition(el).as_deref() == Some("not-acceptable") && room.phase == Phase::Joined {
+                // The room no longer counts the bot as an occupant (a restart of its service).
+                tracing::warn!(room = %jid, "the room says the bot is not an occupant; joining again");
+                room.lost("the room lost the bot's occupant".into(), Instant::now());
+            }
+            Intercept::None
+        }
+        // A private message through the room is answered privately, as any chat.
+        _ => match nick {
+            Some(nick) => Intercept::Room(Occupancy {
+                room: jid.to_owned(),
+                nick: nick.to_owned(),
+                mentioned: muc::mentions(el, jid, &room.nick),
+            }),
+            None => Intercept::None,
+        },
+    }
+}
