@@ -226,9 +226,12 @@ impl Rooms {
 
     /// What `el` is to the rooms; the bot's own presences and answers change the room's state.
     pub fn intercept(&self, el: &Element) -> Intercept {
+        let mut inner = self.lock();
+        if inner.rooms.is_empty() {
+            return Intercept::None;
+        }
         let from = el.attr("from").unwrap_or("");
         let (room_jid, nick) = muc::split_occupant(from);
-        let mut inner = self.lock();
         let Some(room) = inner.rooms.get_mut(&key(room_jid)) else {
             return Intercept::None;
         };
