@@ -81,7 +81,9 @@ async fn healthz(State(api): State<Api>) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-async fn metrics_text() -> Response {
+async fn metrics_text(State(api): State<Api>) -> Response {
+    // The room gauges are read when asked for, so they never lag behind `/healthz`.
+    api.rooms.publish_metrics();
     let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], metrics::metrics().encode()).into_response()
 }

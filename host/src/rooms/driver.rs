@@ -35,7 +35,6 @@ pub fn spawn(rooms: Arc<Rooms>, live: LiveCell, shutdown: CancellationToken) -> 
             let config = live.load().config.clone();
             rooms.sync(&config.rooms);
             let next = rooms.send_due(config.room_ping_interval);
-            rooms.publish_metrics();
             let wake = tokio::time::Instant::now() + RESYNC;
             let wake = next.map_or(wake, |at| wake.min(tokio::time::Instant::from_std(at)));
             tokio::select! {

@@ -339,7 +339,7 @@ impl Rooms {
         true
     }
 
-    /// Sets the `rooms` gauges from the rooms' states.
+    /// Sets the `rooms` gauges from the rooms' states (at each scrape of `/metrics`).
     pub fn publish_metrics(&self) {
         let inner = self.lock();
         let count = |phase: Phase| inner.rooms.values().filter(|r| r.phase == phase).count() as i64;
