@@ -28,7 +28,7 @@ pub struct Ejabberd {
 impl Ejabberd {
     /// Starts ejabberd and waits until both its ports accept connections.
     pub fn start(setup: &ServerSetup) -> anyhow::Result<Ejabberd> {
-        let process = ServerProcess::prepare("ejabberd", &["ejabberd.log"])?;
+        let process = ServerProcess::prepare("ejabberd", &["ejabberd.log"], setup)?;
         let dir = process.dir();
         std::fs::create_dir_all(dir.join("spool"))?;
         let auth = dir.join("auth.py");
@@ -128,6 +128,20 @@ fn config(auth: &Path, c2s_port: u16, component_port: u16, setup: &ServerSetup) 
     for (domain, secret) in &setup.components {
         let _ = write!(components, "\n      {domain:?}:\n        password: {secret:?}");
     }
+    let (mut muc_access, mut muc_module) = (String::new(), String::new());
+    if let Some(muc) = &setup.muc {
+        // Rooms for local users and for the components' domains (a component's occupant JID is
+        // the bare domain or an address on it); nobody else (there is no s2s anyway).
+        let mut servers = format!("\n      - {CLIENT_DOMAIN:?}");
+        for (domain, _) in &setup.components {
+            let _ = write!(servers, "\n      - {domain:?}");
+        }
+        muc_access =
+            format!("acl:\n  muc_users:\n    server:{servers}\naccess_rules:\n  muc_users:\n    allow: muc_users\n");
+        muc_module = format!(
+            "  mod_muc:\n    hosts: [{muc:?}]\n    access: muc_users\n    access_create: muc_users\n    access_persistent: muc_users\n"
+        );
+    }
     format!(
         r#"# Throwaway ejabberd for stanzahook's tests: loopback only, no TLS, no s2s, no HTTP.
 hosts: [{CLIENT_DOMAIN:?}]
@@ -139,7 +153,7 @@ extauth_program: {auth:?}
 auth_use_cache: false
 shaper_rules:
   c2s_shaper: none
-listen:
+{muc_access}listen:
   - port: {c2s_port}
     ip: "127.0.0.1"
     module: ejabberd_c2s
@@ -152,7 +166,7 @@ modules:
   mod_roster: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
-"#,
+{muc_module}"#,
         auth = auth.display().to_string(),
     )
 }

@@ -1,13 +1,16 @@
 //! Real servers for stanzahook's integration tests, benchmarks and demo: Prosody or ejabberd
 //! started on free loopback ports in a temp dir, a real XMPP client (tokio-xmpp), a scriptable webhook
-//! (axum), and the stanzahook binary as a child process.
+//! (axum), the stanzahook binary as a child process, and the component side of XEP-0114 for probing
+//! a server without stanzahook.
 
 pub mod client;
+pub mod component_client;
 pub mod demo;
 pub mod ejabberd;
 pub mod fake_server;
 pub mod guests;
 pub mod host;
+pub mod muc;
 pub mod prosody;
 pub mod server;
 pub mod webhook;
@@ -15,6 +18,7 @@ pub mod webhook;
 use std::net::TcpListener;
 
 pub use client::XmppClient;
+pub use component_client::ComponentClient;
 pub use ejabberd::Ejabberd;
 pub use fake_server::FakeComponentServer;
 pub use host::HostProcess;

@@ -19,7 +19,7 @@ pub struct Prosody {
 impl Prosody {
     /// Starts Prosody and waits until both its ports accept connections.
     pub fn start(setup: &ServerSetup) -> anyhow::Result<Prosody> {
-        let process = ServerProcess::prepare("prosody", &["prosody.log"])?;
+        let process = ServerProcess::prepare("prosody", &["prosody.log"], setup)?;
         let dir = process.dir();
         std::fs::create_dir_all(dir.join("certs"))?;
         let accounts = dir.join("data").join(CLIENT_DOMAIN).join("accounts");
@@ -102,6 +102,12 @@ VirtualHost "{CLIENT_DOMAIN}"
     );
     for (domain, secret) in &setup.components {
         let _ = write!(cfg, "\nComponent {}\n    component_secret = {}\n", lua_string(domain), lua_string(secret));
+    }
+    if let Some(muc) = &setup.muc {
+        // Prosody's defaults: anyone may create rooms (no `restrict_room_creation`), and a room
+        // created by a join is locked (`muc_room_locking`) until its owner submits a
+        // configuration, an empty one for an instant room.
+        let _ = write!(cfg, "\nComponent {} \"muc\"\n", lua_string(muc));
     }
     cfg
 }

@@ -18,6 +18,9 @@ pub struct ServerSetup {
     pub components: Vec<(String, String)>,
     /// Accounts on `localhost`: (user, password).
     pub users: Vec<(String, String)>,
+    /// A group chat (XEP-0045) service on this domain, where anyone on the server (local users
+    /// and the components) may create and join rooms.
+    pub muc: Option<String>,
 }
 
 impl ServerSetup {
@@ -28,6 +31,15 @@ impl ServerSetup {
 
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.into(), password.into()));
+        self
+    }
+
+    /// Serves group chat on `domain` (e.g. `rooms.localhost`): Prosody's `muc` component with
+    /// its defaults, ejabberd's `mod_muc`. Prosody locks a room a join created (others get
+    /// `item-not-found`) until its owner configures it or accepts the defaults (XEP-0045
+    /// §10.1.2, `muc::instant_room`); ejabberd 23.01 lets others in at once.
+    pub fn muc(mut self, domain: &str) -> Self {
+        self.muc = Some(domain.into());
         self
     }
 }
@@ -43,6 +55,8 @@ pub struct ServerProcess {
     log_files: &'static [&'static str],
     pub c2s_port: u16,
     pub component_port: u16,
+    /// The group chat service's domain, where the setup asked for one.
+    pub(crate) muc_domain: Option<String>,
 }
 
 /// The file in the dir that takes the server's stdout and stderr.
@@ -50,10 +64,15 @@ const CONSOLE_LOG: &str = "console.log";
 
 impl ServerProcess {
     /// A temp dir and two free ports for the server called `name`; nothing runs yet.
-    pub(crate) fn prepare(name: &'static str, log_files: &'static [&'static str]) -> anyhow::Result<ServerProcess> {
+    pub(crate) fn prepare(
+        name: &'static str,
+        log_files: &'static [&'static str],
+        setup: &ServerSetup,
+    ) -> anyhow::Result<ServerProcess> {
         let dir = tempfile::Builder::new().prefix(&format!("stanzahook-{name}-")).tempdir()?;
         let (c2s_port, component_port) = (crate::free_port()?, crate::free_port()?);
-        Ok(ServerProcess { name, dir, child: None, log_files, c2s_port, component_port })
+        let muc_domain = setup.muc.clone();
+        Ok(ServerProcess { name, dir, child: None, log_files, c2s_port, component_port, muc_domain })
     }
 
     pub fn dir(&self) -> &Path {
@@ -81,6 +100,26 @@ impl ServerProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Stops the server as an operator would (SIGTERM: an orderly shutdown, Prosody saving its
+    /// rooms) and waits until it has exited, keeping its data. Killed if not gone `within`.
+    pub fn stop(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { anyhow::bail!("{} is not running", self.name) };
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                anyhow::bail!("{} did not exit within {} s of SIGTERM", self.name, within.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -161,6 +200,11 @@ pub trait TestServer: std::fmt::Debug + Send {
         format!("127.0.0.1:{}", self.process().component_port)
     }
 
+    /// The group chat service's domain, where `ServerSetup::muc` asked for one.
+    fn muc_domain(&self) -> Option<&str> {
+        self.process().muc_domain.as_deref()
+    }
+
     fn log(&self) -> String {
         self.process().log()
     }
@@ -170,7 +214,15 @@ pub trait TestServer: std::fmt::Debug + Send {
         self.process_mut().kill();
     }
 
-    /// Starts the server again on the same ports after `kill`.
+    /// Stops the server gracefully (SIGTERM), keeping its data; `restart` starts it again.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        let name = self.name();
+        let status = self.process_mut().stop(Duration::from_secs(30))?;
+        anyhow::ensure!(status.success(), "{name} exited with {status} on SIGTERM");
+        Ok(())
+    }
+
+    /// Starts the server again on the same ports after `kill` or `stop`.
     fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()

@@ -7,6 +7,8 @@ use std::time::Duration;
 use testkit::{Ejabberd, HostProcess, Prosody, ServerSetup, TestServer, TestWebhook, XmppClient};
 
 pub const DOMAIN: &str = "bot.localhost";
+/// The group chat service, where `Options::muc` asks for one.
+pub const MUC: &str = "rooms.localhost";
 pub const SECRET: &str = "s3cret";
 /// The operator API's token where a bridge serves the API.
 pub const API_TOKEN: &str = "a-token-for-the-tests-0123456789";
@@ -89,12 +91,19 @@ pub struct Options<'a> {
     pub json_log: bool,
     /// Serve the operator API on a free port, with `API_TOKEN`.
     pub api: bool,
+    /// Serve group chat on `MUC`.
+    pub muc: bool,
+    /// stanzahook's log filter (`RUST_LOG`), where a test reads debug lines.
+    pub log: Option<&'a str>,
 }
 
 impl Bridge {
     /// A running bridge, or `None` (with a loud message) where its server is missing outside CI.
     pub async fn start(options: Options<'_>) -> Option<Bridge> {
-        let setup = ServerSetup::default().component(DOMAIN, SECRET).user("alice", "alicepw").user("bob", "bobpw");
+        let mut setup = ServerSetup::default().component(DOMAIN, SECRET).user("alice", "alicepw").user("bob", "bobpw");
+        if options.muc {
+            setup = setup.muc(MUC);
+        }
         let server = options.server.start(&setup)?;
         let webhook = TestWebhook::start().await.expect("webhook starts");
         let config_dir = tempfile::tempdir().expect("tempdir");
@@ -120,7 +129,11 @@ impl Bridge {
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
         }
-        let mut host = HostProcess::start(stanzahook_bin(), &args).expect("stanzahook starts");
+        let mut host = match options.log {
+            Some(filter) => HostProcess::start_logging(stanzahook_bin(), &args, filter),
+            None => HostProcess::start(stanzahook_bin(), &args),
+        }
+        .expect("stanzahook starts");
         host.wait_for_log("connected, serving", CONNECT_WAIT).await.expect("stanzahook connects");
         let alice = match XmppClient::login(server.c2s_port(), "alice", "alicepw").await {
             Ok(client) => client,
