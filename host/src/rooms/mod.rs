@@ -262,9 +262,15 @@ impl Rooms {
 
     fn presence(&self, room: &mut Room, el: &Element, nick: Option<&str>) -> Intercept {
         let codes = muc::status_codes(el);
-        let own = codes.contains(&110) || nick.is_some_and(|n| n == room.nick) || nick.is_none();
+        // The bot's own occupant, or an error about its join from the room itself. ejabberd also
+        // sends the room's own presence (from its bare address) to each occupant, and withdraws
+        // it when the occupant leaves: that one says nothing about the bot.
+        let own = match nick {
+            Some(nick) => codes.contains(&110) || nick == room.nick,
+            None => stanza::stanza_type(el) == Some("error"),
+        };
         if !own {
-            return Intercept::None;
+            return if nick.is_none() { Intercept::Consumed } else { Intercept::None };
         }
         let jid = room.settings.jid.clone();
         match stanza::stanza_type(el) {

@@ -104,3 +104,36 @@ async fn python_echo_webhook() {
 async fn php_echo_webhook() {
     serve_and_round_trip("php", "apt-get install php-cli", &["-S", "127.0.0.1:{port}", "echo.php"]).await;
 }
+
+/// The room bot answers its commands in the room and nothing else, through a real MUC.
+#[tokio::test]
+async fn python_room_bot_answers_its_commands_in_the_room() {
+    let Some((_server, url)) = serve("python3", "apt-get install python3", &["roombot.py", "{port}"], &[]).await else {
+        return;
+    };
+    let room = format!("dev@{}", crate::harness::MUC);
+    let toml = format!("[[room]]\njid = {room:?}\nnick = \"Bot\"\n");
+    let options = Options { post_url: Some(url), toml: &toml, muc: true, ..Options::default() };
+    let Some(mut b) = Bridge::start(options).await else { return };
+    b.host.wait_for_log("joined the room", crate::harness::CONNECT_WAIT).await.expect("the bot joins");
+    b.alice.join_room(&room, "alice", None).await.expect("alice joins");
+    let bot = format!("{room}/Bot");
+    b.alice.send_groupchat(&room, "nice weather").await.expect("send");
+    b.alice.send_groupchat(&room, "!roll").await.expect("send");
+    let (reply, _) = b
+        .alice
+        .expect(WAIT, "the die", |el| el.name() == "message" && el.attr("from") == Some(bot.as_str()))
+        .await
+        .expect("the bot answers !roll");
+    let text = body(&reply).unwrap_or_default();
+    assert!(
+        text.starts_with("🎲 ") && text.trim_start_matches("🎲 ").parse::<u8>().is_ok_and(|n| (1..=6).contains(&n)),
+        "{text}"
+    );
+    assert_eq!(reply.attr("type"), Some("groupchat"));
+    let more = b.alice.drain(crate::harness::QUIET).await.expect("client ok");
+    assert!(
+        !more.iter().any(|el| el.attr("from") == Some(bot.as_str()) && body(el).is_some()),
+        "the bot answered small talk: {more:?}"
+    );
+}
