@@ -28,7 +28,44 @@ pub fn event(el: &Element) -> Value {
     if let Some(id) = el.attr("id") {
         map.insert("id".into(), id.into());
     }
+    if el.name() == "message"
+        && let Some(invite) = invite(el)
+    {
+        map.insert("invite".into(), invite);
+    }
     Value::Object(map)
+}
+
+const NS_CONFERENCE: &str = "jabber:x:conference";
+const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+
+/// An invitation to a room (SPEC §11.5), direct (XEP-0249: from the inviter, naming the room) or
+/// mediated (XEP-0045 §7.8.2: from the room, naming the inviter), as `{room, from, reason,
+/// password}` with the keys the invitation has.
+fn invite(message: &Element) -> Option<Value> {
+    let mut invite = Map::new();
+    if let Some(x) = message.get_child("x", NS_CONFERENCE) {
+        invite.insert("room".into(), x.attr("jid")?.into());
+        invite.insert("from".into(), message.attr("from").unwrap_or("").into());
+        for key in ["reason", "password"] {
+            if let Some(value) = x.attr(key) {
+                invite.insert(key.into(), value.into());
+            }
+        }
+    } else {
+        let x = message.get_child("x", NS_MUC_USER)?;
+        let mediated = x.get_child("invite", NS_MUC_USER)?;
+        let room = message.attr("from").unwrap_or("");
+        invite.insert("room".into(), room.split_once('/').map_or(room, |(bare, _)| bare).into());
+        invite.insert("from".into(), mediated.attr("from").unwrap_or("").into());
+        if let Some(reason) = mediated.get_child("reason", NS_MUC_USER) {
+            invite.insert("reason".into(), reason.text().into());
+        }
+        if let Some(password) = x.get_child("password", NS_MUC_USER) {
+            invite.insert("password".into(), password.text().into());
+        }
+    }
+    Some(Value::Object(invite))
 }
 
 /// The keys a message from a room's occupant adds to its event (SPEC §11.2): the room's bare
