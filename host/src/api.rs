@@ -1,16 +1,18 @@
 //! The operator's HTTP listener (SPEC §10.2), off unless `api.listen` is set:
 //! - `GET /healthz`: 200 while the component stream is up, 503 otherwise, with a short JSON body;
 //! - `GET /metrics`: the Prometheus text exposition of `metrics.rs`;
+//! - `GET /rooms`, `POST /rooms`, `DELETE /rooms/{jid}`: the rooms, joined and left at run time
+//!   (SPEC §11.5), behind the same token as `/send`;
 //! - `POST /send`: a reply JSON of SPEC §4 with `to` (or `room`, SPEC §11.3) required, behind a
 //!   bearer token, checked like a webhook's answer (SPEC §4.4) and queued for the server: how a
 //!   bot answers later than the webhook's timeout.
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -43,9 +45,11 @@ pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, rooms: Arc<R
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/send", post(send))
+        .route("/rooms", get(list_rooms).post(join_room))
+        .route("/rooms/{jid}", delete(leave_room))
         .with_state(Api { live, outbox, rooms });
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!("operator API on http://{addr} (/healthz, /metrics, /send)");
+        tracing::info!("operator API on http://{addr} (/healthz, /metrics, /send, /rooms)");
     }
     tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
@@ -90,7 +94,7 @@ async fn metrics_text(State(api): State<Api>) -> Response {
 
 fn refuse(code: StatusCode, why: impl Into<String>) -> Response {
     let why = why.into();
-    tracing::warn!("POST /send refused ({}): {why}", code.as_u16());
+    tracing::warn!("operator API call refused ({}): {why}", code.as_u16());
     (code, axum::Json(json!({ "error": why }))).into_response()
 }
 
@@ -99,10 +103,11 @@ fn same_token(given: &str, expected: &str) -> bool {
     Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes())
 }
 
-async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
-    let live = api.live.load_full();
+/// The bearer token check of the calls that act (`/send`, `/rooms`): the refusal, if any.
+fn refused(api: &Api, headers: &HeaderMap, what: &str) -> Option<Response> {
+    let live = api.live.load();
     let Some(token) = &live.config.api.token else {
-        return refuse(StatusCode::FORBIDDEN, "POST /send is off: set api.token (or STANZAHOOK_API_TOKEN)");
+        return Some(refuse(StatusCode::FORBIDDEN, format!("{what} is off: set api.token (or STANZAHOOK_API_TOKEN)")));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -112,8 +117,80 @@ async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
     if !given.is_some_and(|g| same_token(g, token.expose())) {
         let mut response = refuse(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return Some(response);
     }
+    None
+}
+
+/// `GET /rooms`: every room, its state and where it comes from (SPEC §11.5).
+async fn list_rooms(State(api): State<Api>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refused(&api, &headers, "/rooms") {
+        return refusal;
+    }
+    let rooms: Vec<Value> = api
+        .rooms
+        .list()
+        .into_iter()
+        .map(|(room, source)| {
+            json!({
+                "jid": room.jid,
+                "state": room.phase.as_str(),
+                "nick": room.nick,
+                "since": humantime::format_rfc3339_seconds(room.since).to_string(),
+                "error": room.error,
+                "source": source.as_str(),
+            })
+        })
+        .collect();
+    (StatusCode::OK, axum::Json(json!({ "rooms": rooms }))).into_response()
+}
+
+/// `POST /rooms`: joins a room at run time, kept for the next start, with the keys of a
+/// `[[room]]` entry.
+async fn join_room(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = refused(&api, &headers, "/rooms") {
+        return refusal;
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(value) => value,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+    };
+    let domain = api.live.load().config.domain.clone();
+    let settings = match crate::config::room_from_json(value, &domain) {
+        Ok(settings) => settings,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
+    };
+    let jid = settings.jid.to_string();
+    match api.rooms.add(settings) {
+        crate::rooms::Added::Joining => {
+            tracing::info!(room = jid, "asked to join the room (POST /rooms)");
+            (StatusCode::ACCEPTED, axum::Json(json!({ "joining": jid }))).into_response()
+        }
+        crate::rooms::Added::Already => {
+            refuse(StatusCode::CONFLICT, format!("{jid} is already one of the bot's rooms"))
+        }
+    }
+}
+
+/// `DELETE /rooms/{jid}`: leaves a room joined at run time and forgets it.
+async fn leave_room(State(api): State<Api>, headers: HeaderMap, Path(jid): Path<String>) -> Response {
+    if let Some(refusal) = refused(&api, &headers, "/rooms") {
+        return refusal;
+    }
+    match api.rooms.remove(&jid) {
+        crate::rooms::Removed::Left => (StatusCode::OK, axum::Json(json!({ "left": jid }))).into_response(),
+        crate::rooms::Removed::Configured => {
+            refuse(StatusCode::CONFLICT, format!("{jid} is in the config file: remove its [[room]] entry there"))
+        }
+        crate::rooms::Removed::Unknown => refuse(StatusCode::NOT_FOUND, format!("{jid} is not one of the bot's rooms")),
+    }
+}
+
+async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refusal) = refused(&api, &headers, "POST /send") {
+        return refusal;
+    }
+    let live = api.live.load_full();
     let answer: Value = match serde_json::from_slice(&body) {
         Ok(answer) => answer,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),

@@ -47,6 +47,10 @@ pub struct Config {
     pub room_reply_limit: usize,
     /// A room quiet this long gets a self-ping (XEP-0410) to check the bot is still in it.
     pub room_ping_interval: Duration,
+    /// Join a room the bot is invited to (SPEC §11.5).
+    pub accept_invites: bool,
+    /// Where what must survive a restart is kept (the rooms joined at run time); `None` when off.
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -78,6 +82,7 @@ impl Config {
             ("connection.max_queued", a.connection.max_queued != b.connection.max_queued),
             ("webhook.max_in_flight", a.webhook.max_in_flight != b.webhook.max_in_flight),
             ("api.listen", a.api.listen != b.api.listen),
+            ("state_dir", a.state_dir != b.state_dir),
         ]
         .into_iter()
         .filter_map(|(key, differs)| differs.then_some(key))
@@ -95,6 +100,7 @@ impl Config {
         new.connection.max_queued = self.connection.max_queued;
         new.webhook.max_in_flight = self.webhook.max_in_flight;
         new.api.listen = self.api.listen;
+        new.state_dir.clone_from(&self.state_dir);
         new
     }
 
@@ -147,6 +153,10 @@ pub struct Identity {
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(secret: String) -> Secret {
+        Secret(secret)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -241,6 +251,8 @@ struct RawConfig {
     room_error_text: Option<String>,
     room_reply_limit: Option<usize>,
     room_ping_interval: Option<String>,
+    accept_invites: Option<bool>,
+    state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +317,16 @@ struct RawIdentity {
     #[serde(rename = "type")]
     kind: Option<String>,
     name: Option<String>,
+}
+
+/// A directory of this program's, as systemd gives it (`systemd_var`: the first of a colon list),
+/// else under the XDG base directory `xdg_var`, else under `~/{home_dir}`: `…/stanzahook`.
+pub fn standard_dir(systemd_var: &str, xdg_var: &str, home_dir: &str) -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var(systemd_var) {
+        return dir.to_string_lossy().split(':').next().map(PathBuf::from);
+    }
+    var(xdg_var).or_else(|| var("HOME").map(|h| h.join(home_dir))).map(|d| d.join("stanzahook"))
 }
 
 /// Prosody closes the whole component stream for a stanza over 512 KiB; stay well below.
@@ -463,6 +485,12 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
     let room_error_text = raw.room_error_text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
     let room_reply_limit = positive(raw.room_reply_limit, "room_reply_limit", 60)?;
     let room_ping_interval = duration(raw.room_ping_interval, "room_ping_interval", Duration::from_secs(300))?;
+    let state_dir = match raw.state_dir.as_deref().map(str::trim) {
+        None => standard_dir("STATE_DIRECTORY", "XDG_STATE_HOME", ".local/state"),
+        Some("off") => None,
+        Some("") => return Err(err("state_dir", "must be a directory, or \"off\"")),
+        Some(dir) => Some(base.join(dir)),
+    };
 
     Ok(Config {
         domain,
@@ -482,6 +510,18 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         room_error_text,
         room_reply_limit,
         room_ping_interval,
+        accept_invites: raw.accept_invites.unwrap_or(false),
+        state_dir,
+    })
+}
+
+/// A room asked for at run time (`POST /rooms`), with the keys and checks of a `[[room]]` entry;
+/// the error names the key.
+pub fn room_from_json(value: serde_json::Value, domain: &str) -> Result<RoomSettings, String> {
+    let raw: RawRoom = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    room(raw, 0, domain).map_err(|e| {
+        let key = e.key.as_deref().map(|k| k.trim_start_matches("room[0].")).unwrap_or("room");
+        format!("`{key}`: {}", e.message)
     })
 }
 
@@ -638,6 +678,13 @@ post_url = "http://127.0.0.1:8080/hook"
         assert_eq!(c.rooms[1].address, "alerts@bot.example.org");
         assert_eq!(c.rooms[1].forward, Forward::Mentions);
         assert_eq!(c.room_reply_limit, 60);
+        assert_eq!(c.room_ping_interval, Duration::from_secs(300));
+        assert!(!c.accept_invites, "invitations are not accepted unless asked for");
+        let off = from_toml_str(&format!("state_dir = \"off\"\n{BASE}"), &Overrides::default()).expect("valid");
+        assert_eq!(off.state_dir, None);
+        let e =
+            from_toml_str(&format!("state_dir = \"\"\n{BASE}"), &Overrides::default()).expect_err("empty").to_string();
+        assert!(e.contains("`state_dir`: must be a directory"), "{e}");
         assert_eq!(c.room_error_text.as_deref(), Some("Sorry, that failed."));
         assert!(!format!("{c:?}").contains("\"pw\""), "a room password leaks through Debug");
         let room = |entry: &str| format!("{BASE}[[room]]\n{entry}\n");
@@ -691,7 +738,7 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
         );
         check_err(
             "stanzas = [\"mesage\"]\n",

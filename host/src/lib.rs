@@ -16,6 +16,7 @@ pub mod rooms;
 pub mod shutdown;
 pub mod signing;
 pub mod stanza;
+pub mod store;
 pub mod watch;
 pub mod webhook;
 pub mod xml_depth;
@@ -59,7 +60,10 @@ pub async fn serve(
         queue_capacity: config.connection.max_queued,
     };
     let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
-    let rooms = rooms::Rooms::new(outbox.clone());
+    let store = std::sync::Arc::new(store::Store::new(config.state_dir.clone()));
+    let rooms = rooms::Rooms::new(outbox.clone(), store);
+    let restoring = rooms.clone();
+    tokio::task::spawn_blocking(move || restoring.restore()).await?;
     if let Some(listener) = api {
         api::spawn(listener, live.clone(), outbox.clone(), rooms.clone(), shutdown.clone());
     }

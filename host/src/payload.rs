@@ -36,38 +36,6 @@ pub fn event(el: &Element) -> Value {
     Value::Object(map)
 }
 
-const NS_CONFERENCE: &str = "jabber:x:conference";
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-
-/// An invitation to a room (SPEC §11.5), direct (XEP-0249: from the inviter, naming the room) or
-/// mediated (XEP-0045 §7.8.2: from the room, naming the inviter), as `{room, from, reason,
-/// password}` with the keys the invitation has.
-fn invite(message: &Element) -> Option<Value> {
-    let mut invite = Map::new();
-    if let Some(x) = message.get_child("x", NS_CONFERENCE) {
-        invite.insert("room".into(), x.attr("jid")?.into());
-        invite.insert("from".into(), message.attr("from").unwrap_or("").into());
-        for key in ["reason", "password"] {
-            if let Some(value) = x.attr(key) {
-                invite.insert(key.into(), value.into());
-            }
-        }
-    } else {
-        let x = message.get_child("x", NS_MUC_USER)?;
-        let mediated = x.get_child("invite", NS_MUC_USER)?;
-        let room = message.attr("from").unwrap_or("");
-        invite.insert("room".into(), room.split_once('/').map_or(room, |(bare, _)| bare).into());
-        invite.insert("from".into(), mediated.attr("from").unwrap_or("").into());
-        if let Some(reason) = mediated.get_child("reason", NS_MUC_USER) {
-            invite.insert("reason".into(), reason.text().into());
-        }
-        if let Some(password) = x.get_child("password", NS_MUC_USER) {
-            invite.insert("password".into(), password.text().into());
-        }
-    }
-    Some(Value::Object(invite))
-}
-
 /// The keys a message from a room's occupant adds to its event (SPEC §11.2): the room's bare
 /// address, the sender's nick, and whether the message mentions the bot.
 pub fn add_room_keys(event: &mut Value, occupancy: &crate::rooms::Occupancy) {
@@ -76,6 +44,22 @@ pub fn add_room_keys(event: &mut Value, occupancy: &crate::rooms::Occupancy) {
         map.insert("nick".into(), occupancy.nick.clone().into());
         map.insert("mentioned".into(), occupancy.mentioned.into());
     }
+}
+
+/// An invitation as the event's `invite` object: `{room, from, reason, password}` with the keys
+/// the invitation has (SPEC §11.5).
+fn invite(message: &Element) -> Option<Value> {
+    let invite = crate::rooms::muc::invite(message)?;
+    let mut map = Map::new();
+    map.insert("room".into(), invite.room.into());
+    map.insert("from".into(), invite.from.into());
+    if let Some(reason) = invite.reason {
+        map.insert("reason".into(), reason.into());
+    }
+    if let Some(password) = invite.password {
+        map.insert("password".into(), password.into());
+    }
+    Some(Value::Object(map))
 }
 
 /// Why a webhook's answer could not become a reply.

@@ -103,6 +103,11 @@ impl Pipeline {
             Intercept::Room(occupancy) => Some(occupancy),
             Intercept::None => None,
         };
+        if kind == Kind::Message
+            && let Some(invite) = crate::rooms::muc::invite(&el)
+        {
+            self.shared.accept_invite(&el, invite);
+        }
         // Backpressure: when this many stanzas wait or run, stop reading from the server. The
         // permit travels with the stanza, so a chatty sender's queue is bounded too.
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
@@ -145,6 +150,26 @@ fn stanza_span(el: &Element) -> tracing::Span {
 }
 
 impl Shared {
+    /// With `accept_invites`, joins the room an invitation names, as the address invited; the
+    /// invitation is still forwarded (SPEC §11.5).
+    fn accept_invite(&self, el: &Element, invite: crate::rooms::muc::Invite) {
+        let live = self.live.load();
+        if !live.config.accept_invites {
+            return;
+        }
+        let invited = el.attr("to").unwrap_or(&live.config.domain);
+        let address = invited.split_once('/').map_or(invited, |(bare, _)| bare);
+        match crate::rooms::RoomSettings::invited(&invite, address, &live.config) {
+            Ok(settings) => {
+                let room = settings.jid.to_string();
+                if self.rooms.add(settings) == crate::rooms::Added::Joining {
+                    tracing::info!(room, by = invite.from, "invited: joining the room");
+                }
+            }
+            Err(why) => tracing::warn!(room = invite.room, by = invite.from, "invitation not accepted: {why}"),
+        }
+    }
+
     /// Answers one stanza with the snapshot current when its handling starts.
     async fn handle(&self, el: &Element, occupancy: Option<&Occupancy>, abandon: &CancellationToken) {
         let live = self.live.load_full();

@@ -48,6 +48,10 @@ impl HostProcess {
             // at the cache itself name their own directory in the config.
             .env("XDG_CACHE_HOME", crate::guests::repo_root().join("target/test-cache"))
             .env_remove("CACHE_DIRECTORY")
+            // What stanzahook keeps (rooms joined at run time) stays with this process; a test
+            // that restarts it names its own state_dir.
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .env_remove("STATE_DIRECTORY")
             .env_remove("STANZAHOOK_SECRET")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -75,13 +75,7 @@ impl CompileCache {
     /// Where the cache lives unless the config says otherwise: systemd's `CacheDirectory=`, then
     /// the XDG cache directory.
     pub fn default_dir() -> Option<PathBuf> {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        if let Some(dir) = var("CACHE_DIRECTORY") {
-            // systemd may list several, separated by colons; the first is ours.
-            let first = dir.to_string_lossy().split(':').next().map(PathBuf::from);
-            return first;
-        }
-        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache"))).map(|d| d.join("stanzahook"))
+        crate::config::standard_dir("CACHE_DIRECTORY", "XDG_CACHE_HOME", ".cache")
     }
 
     pub fn dir(&self) -> &Path {

@@ -19,6 +19,7 @@ use tokio_xmpp::minidom::Element;
 
 use crate::config::Secret;
 use crate::stanza::{self, Kind};
+use crate::store::{KeptRoom, Store};
 use crate::xmpp::Outbox;
 
 pub use driver::spawn;
@@ -51,6 +52,49 @@ pub struct RoomSettings {
 }
 
 impl RoomSettings {
+    /// The room an invitation names, joined as `address` (the address invited, at the
+    /// component's domain) with the nick of that address's local part, else the identity's name.
+    pub fn invited(
+        invite: &muc::Invite,
+        address: &str,
+        config: &crate::config::Config,
+    ) -> Result<RoomSettings, String> {
+        let jid = BareJid::new(&invite.room)
+            .ok()
+            .filter(|j| j.node().is_some())
+            .ok_or_else(|| format!("{:?} is not a room address", invite.room))?;
+        if stanza::is_at_domain(jid.as_str(), &config.domain) {
+            return Err("the room would be at the component's own domain".into());
+        }
+        let nick = match address.split_once('@') {
+            Some((node, _)) => node.to_owned(),
+            None => config.identity.name.clone(),
+        };
+        let password = invite.password.clone().filter(|p| !p.is_empty()).map(Secret::new);
+        Ok(RoomSettings { jid, nick, password, address: address.to_owned(), forward: Forward::All })
+    }
+
+    /// A room kept in the store, if it still reads as one.
+    fn from_kept(kept: &KeptRoom) -> Option<RoomSettings> {
+        let jid = BareJid::new(&kept.jid).ok().filter(|j| j.node().is_some())?;
+        Some(RoomSettings {
+            jid,
+            nick: kept.nick.clone(),
+            password: kept.password.clone().map(Secret::new),
+            address: kept.address.clone(),
+            forward: Forward::All,
+        })
+    }
+
+    fn to_kept(&self) -> KeptRoom {
+        KeptRoom {
+            jid: self.jid.to_string(),
+            nick: self.nick.clone(),
+            address: self.address.clone(),
+            password: self.password.as_ref().map(|p| p.expose().to_owned()),
+        }
+    }
+
     /// Whether a reload changed anything that needs a new join.
     fn same_join(&self, other: &RoomSettings) -> bool {
         self.jid == other.jid
@@ -99,6 +143,8 @@ pub struct RoomStatus {
 pub struct Rooms {
     inner: Mutex<Inner>,
     outbox: Outbox,
+    /// Where the rooms joined at run time are kept across restarts.
+    store: Arc<Store>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +155,45 @@ struct Inner {
     /// When the replies of the last minute were sent, per room (SPEC §11.4).
     replies: BTreeMap<String, VecDeque<Instant>>,
     next_id: u64,
+    /// Rooms joined at run time (an invitation, `POST /rooms`), by key; kept in the state store.
+    runtime: BTreeMap<String, RoomSettings>,
+    /// The keys of the config file's rooms, as of the last `sync`.
+    configured: std::collections::BTreeSet<String>,
+}
+
+/// What `Rooms::add` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Added {
+    /// A new room, to be joined (and kept).
+    Joining,
+    /// The bot is already in, or joining, that room.
+    Already,
+}
+
+/// What `Rooms::remove` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removed {
+    /// Left (and to be forgotten).
+    Left,
+    /// The room is in the config file: only an edit of the file removes it.
+    Configured,
+    Unknown,
+}
+
+/// Where a room comes from, for `GET /rooms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Config,
+    Runtime,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Runtime => "runtime",
+        }
+    }
 }
 
 fn key(room: &str) -> String {
@@ -116,8 +201,28 @@ fn key(room: &str) -> String {
 }
 
 impl Rooms {
-    pub fn new(outbox: Outbox) -> Arc<Rooms> {
-        Arc::new(Rooms { inner: Mutex::default(), outbox })
+    pub fn new(outbox: Outbox, store: Arc<Store>) -> Arc<Rooms> {
+        Arc::new(Rooms { inner: Mutex::default(), outbox, store })
+    }
+
+    /// The rooms joined at run time before a restart, from the store: joined again. Blocking.
+    pub fn restore(&self) {
+        let kept = match self.store.rooms() {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::error!("cannot read the rooms joined at run time: {e:#}; they are not joined again");
+                return;
+            }
+        };
+        let mut inner = self.lock();
+        for room in kept {
+            match RoomSettings::from_kept(&room) {
+                Some(settings) => {
+                    inner.runtime.insert(key(settings.jid.as_str()), settings);
+                }
+                None => tracing::warn!(room = room.jid, "a kept room is not a room address; ignored"),
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -128,11 +233,15 @@ impl Rooms {
     /// ones joined again (a kicked room is tried again once its entry changes).
     pub fn sync(&self, settings: &[RoomSettings]) {
         let mut inner = self.lock();
-        let wanted: BTreeMap<String, &RoomSettings> = settings.iter().map(|s| (key(s.jid.as_str()), s)).collect();
+        // The config file's rooms, and those joined at run time (the file wins for a room in both).
+        let runtime = inner.runtime.clone();
+        let mut wanted: BTreeMap<String, &RoomSettings> = runtime.iter().map(|(k, s)| (k.clone(), s)).collect();
+        wanted.extend(settings.iter().map(|s| (key(s.jid.as_str()), s)));
+        inner.configured = settings.iter().map(|s| key(s.jid.as_str())).collect();
         let gone: Vec<String> = inner.rooms.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for k in gone {
             if let Some(room) = inner.rooms.remove(&k) {
-                tracing::info!(room = %room.settings.jid, "leaving the room: it is no longer configured");
+                tracing::info!(room = %room.settings.jid, "leaving the room: it is no longer configured or asked for");
                 if room.phase == Phase::Joined {
                     self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
                 }
@@ -161,6 +270,58 @@ impl Rooms {
                 }
             }
         }
+    }
+
+    /// Adds a room joined at run time (an invitation accepted, `POST /rooms`); it is joined within
+    /// a second by the driver.
+    pub fn add(&self, settings: RoomSettings) -> Added {
+        let mut inner = self.lock();
+        let k = key(settings.jid.as_str());
+        if inner.configured.contains(&k) || inner.runtime.contains_key(&k) {
+            return Added::Already;
+        }
+        let kept = settings.to_kept();
+        inner.runtime.insert(k, settings);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.keep_room(&kept) {
+                tracing::error!(room = kept.jid, "cannot keep the room for the next start: {e:#}");
+            }
+        });
+        Added::Joining
+    }
+
+    /// Removes a room joined at run time: the driver leaves it within a second.
+    pub fn remove(&self, room: &str) -> Removed {
+        let mut inner = self.lock();
+        let k = key(room);
+        if inner.configured.contains(&k) {
+            return Removed::Configured;
+        }
+        match inner.runtime.remove(&k) {
+            Some(settings) => {
+                let (store, jid) = (self.store.clone(), settings.jid.to_string());
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = store.forget_room(&jid) {
+                        tracing::error!(room = jid, "cannot forget the room: {e:#}; the next start joins it again");
+                    }
+                });
+                Removed::Left
+            }
+            None => Removed::Unknown,
+        }
+    }
+
+    /// Every room with where it comes from, for `GET /rooms`.
+    pub fn list(&self) -> Vec<(RoomStatus, Source)> {
+        let configured = self.lock().configured.clone();
+        self.status()
+            .into_iter()
+            .map(|status| {
+                let source = if configured.contains(&key(&status.jid)) { Source::Config } else { Source::Runtime };
+                (status, source)
+            })
+            .collect()
     }
 
     /// A new connection is up: every room not kicked is joined again.

@@ -148,6 +148,41 @@ pub fn split_occupant(addr: &str) -> (&str, Option<&str>) {
     }
 }
 
+const NS_CONFERENCE: &str = "jabber:x:conference";
+
+/// An invitation to a room.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invite {
+    /// The room's bare address.
+    pub room: String,
+    /// Who invites.
+    pub from: String,
+    pub reason: Option<String>,
+    pub password: Option<String>,
+}
+
+/// The invitation `message` carries, if any: direct (XEP-0249, from the inviter, naming the
+/// room) or mediated (XEP-0045 §7.8.2, from the room, naming the inviter).
+pub fn invite(message: &Element) -> Option<Invite> {
+    if let Some(x) = message.get_child("x", NS_CONFERENCE) {
+        return Some(Invite {
+            room: x.attr("jid")?.to_owned(),
+            from: message.attr("from").unwrap_or("").to_owned(),
+            reason: x.attr("reason").map(str::to_owned),
+            password: x.attr("password").map(str::to_owned),
+        });
+    }
+    let x = message.get_child("x", NS_MUC_USER)?;
+    let mediated = x.get_child("invite", NS_MUC_USER)?;
+    let (room, _) = split_occupant(message.attr("from").unwrap_or(""));
+    Some(Invite {
+        room: room.to_owned(),
+        from: mediated.attr("from").unwrap_or("").to_owned(),
+        reason: mediated.get_child("reason", NS_MUC_USER).map(Element::text),
+        password: x.get_child("password", NS_MUC_USER).map(Element::text),
+    })
+}
+
 /// True when `el` is of type `error` (errors are never answered, and never sent to a room).
 pub fn is_error(el: &Element) -> bool {
     stanza::stanza_type(el) == Some("error")

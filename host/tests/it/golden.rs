@@ -94,7 +94,7 @@ fn stanza_to_event_json() {
 #[test]
 fn room_stanza_to_event_json() {
     let (outbox, _sent) = stanzahook::xmpp::Outbox::detached(16);
-    let rooms = stanzahook::rooms::Rooms::new(outbox);
+    let rooms = stanzahook::rooms::Rooms::new(outbox, std::sync::Arc::new(stanzahook::store::Store::new(None)));
     let config = stanzahook::config::from_toml_str(
         "domain = \"bot.example.org\"\nserver = \"h:1\"\nsecret = \"s\"\npost_url = \"http://x/\"\n\
          [[room]]\njid = \"room@muc.example.org\"\nnick = \"Bot\"\n\

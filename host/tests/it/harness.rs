@@ -33,6 +33,8 @@ pub struct Bridge {
     pub api: Option<String>,
     /// The config file stanzahook was started with; tests may edit it.
     pub config: std::path::PathBuf,
+    /// The command line stanzahook was started with.
+    args: Vec<String>,
     _config_dir: tempfile::TempDir,
 }
 
@@ -140,7 +142,16 @@ impl Bridge {
             Err(e) => panic!("alice cannot log in: {e:#}\n{} log:\n{}", server.name(), server.log()),
         };
         let api = api_port.map(|port| format!("http://127.0.0.1:{port}"));
-        Some(Bridge { server, webhook, host, alice, api, config, _config_dir: config_dir })
+        Some(Bridge { server, webhook, host, alice, api, config, args, _config_dir: config_dir })
+    }
+
+    /// Stops stanzahook (SIGTERM) and starts it again with the same command line and config file,
+    /// waiting until it is connected.
+    pub async fn restart_host(&mut self) {
+        self.host.terminate().expect("SIGTERM");
+        self.host.wait_exit(CONNECT_WAIT).await.expect("stanzahook exits");
+        self.host = HostProcess::start(stanzahook_bin(), &self.args).expect("stanzahook starts again");
+        self.host.wait_for_log("connected, serving", CONNECT_WAIT).await.expect("stanzahook connects again");
     }
 
     /// Waits until the webhook has seen `n` requests, and asserts it saw no more.

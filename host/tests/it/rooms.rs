@@ -327,3 +327,95 @@ impl JsonBody for reqwest::Response {
         serde_json::from_str(&self.text().await.expect("body")).expect("JSON")
     }
 }
+
+#[tokio::test]
+async fn an_invitation_is_accepted_and_the_room_joined_again_after_a_restart() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let toml = format!("accept_invites = true\nstate_dir = {:?}\n", state.path().display().to_string());
+    let Some(mut b) = Bridge::start(Options { muc: true, toml: &toml, ..Options::default() }).await else { return };
+    let party = format!("party@{MUC}");
+    b.alice.join_room(&party, "alice", None).await.expect("alice makes the room");
+    // A direct invitation (XEP-0249) to an address of the bot's: it joins as that address.
+    b.alice
+        .send(&format!(
+            "<message to='helper@{DOMAIN}'><x xmlns='jabber:x:conference' jid='{party}' reason='join us'/></message>"
+        ))
+        .await
+        .expect("invite");
+    b.host.wait_for_log("joined the room", CONNECT_WAIT).await.expect("the bot accepts");
+    let invite = &b.webhook_saw(1).await[0].event["invite"];
+    assert_eq!(
+        (invite["room"].as_str(), invite["reason"].as_str()),
+        (Some(party.as_str()), Some("join us")),
+        "{invite}"
+    );
+    b.alice.send_groupchat(&party, "welcome").await.expect("send");
+    let helper = format!("{party}/helper");
+    let (reply, _) = b.alice.expect(WAIT, "the bot's answer", |el| groupchat_from(el, &helper)).await.expect("answer");
+    assert_eq!(body(&reply).as_deref(), Some("welcome"));
+
+    b.restart_host().await;
+    b.host.wait_for_log("joined the room", CONNECT_WAIT).await.expect("joined again after the restart");
+    b.alice.send_groupchat(&party, "still with us?").await.expect("send");
+    let (reply, _) =
+        b.alice.expect(WAIT, "the answer after the restart", |el| groupchat_from(el, &helper)).await.expect("answer");
+    assert_eq!(body(&reply).as_deref(), Some("still with us?"));
+    assert!(state.path().join("stanzahook.sqlite3").exists(), "kept in the state directory");
+}
+
+#[tokio::test]
+async fn the_rooms_api_joins_lists_and_leaves() {
+    let toml = entry("");
+    let Some(mut b) = Bridge::start(Options { muc: true, api: true, toml: &toml, ..Options::default() }).await else {
+        return;
+    };
+    b.host.wait_for_log("joined the room", CONNECT_WAIT).await.expect("the bot joins dev");
+    let base = b.api.clone().expect("api");
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>, token: Option<&str>| {
+        let mut request = client.request(method, format!("{base}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        async move {
+            let response = request.send().await.expect("the API answers");
+            let status = response.status().as_u16();
+            (status, response.json_body().await)
+        }
+    };
+    let ops = format!("ops@{MUC}");
+    assert_eq!(call(reqwest::Method::GET, "/rooms", None, None).await.0, 401, "behind the token");
+    let (status, error) =
+        call(reqwest::Method::POST, "/rooms", Some(json!({"jid": "not a room", "nick": "Bot"})), Some(API_TOKEN)).await;
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().is_some_and(|e| e.starts_with("`jid`")), "{error}");
+    let (status, _) =
+        call(reqwest::Method::POST, "/rooms", Some(json!({"jid": ops, "nick": "Bot"})), Some(API_TOKEN)).await;
+    assert_eq!(status, 202);
+    b.host.wait_for_log_count("joined the room", 2, CONNECT_WAIT).await.expect("the bot joins ops");
+    assert_eq!(
+        call(reqwest::Method::POST, "/rooms", Some(json!({"jid": room(), "nick": "Bot"})), Some(API_TOKEN)).await.0,
+        409
+    );
+    let (status, listed) = call(reqwest::Method::GET, "/rooms", None, Some(API_TOKEN)).await;
+    assert_eq!(status, 200);
+    let rooms = listed["rooms"].as_array().expect("a list");
+    let find =
+        |jid: &str| rooms.iter().find(|r| r["jid"] == jid).unwrap_or_else(|| panic!("{jid} in {listed}")).clone();
+    assert_eq!((find(&room())["source"].clone(), find(&room())["state"].clone()), (json!("config"), json!("joined")));
+    assert_eq!((find(&ops)["source"].clone(), find(&ops)["state"].clone()), (json!("runtime"), json!("joined")));
+    assert_eq!(
+        call(reqwest::Method::DELETE, &format!("/rooms/{}", room()), None, Some(API_TOKEN)).await.0,
+        409,
+        "in the file"
+    );
+    assert_eq!(call(reqwest::Method::DELETE, &format!("/rooms/{ops}"), None, Some(API_TOKEN)).await.0, 200);
+    b.host.wait_for_log("leaving the room", CONNECT_WAIT).await.expect("the bot leaves ops");
+    assert_eq!(call(reqwest::Method::DELETE, &format!("/rooms/{ops}"), None, Some(API_TOKEN)).await.0, 404);
+    let (_, listed) = call(reqwest::Method::GET, "/rooms", None, Some(API_TOKEN)).await;
+    assert_eq!(listed["rooms"].as_array().map(Vec::len), Some(1), "{listed}");
+    let _ = &mut b;
+}

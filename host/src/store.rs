@@ -1,0 +1,175 @@
+//! What must survive a restart, in one SQLite file in the state directory: the only user of
+//! rusqlite. Today that is the rooms joined at run time (on an invitation, or through `POST
+//! /rooms`; SPEC §11.5), so that a restart joins them again. The file is made the first time
+//! something is kept; a stanzahook that never keeps anything writes nothing.
+//!
+//! Calls block on disk: the async thread makes them through `tokio::task::spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use anyhow::Context;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The file's name in the state directory.
+const FILE: &str = "stanzahook.sqlite3";
+/// The schema this build writes; older files are brought up to it when opened.
+const SCHEMA_VERSION: i64 = 1;
+
+/// A room joined at run time, as kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptRoom {
+    pub jid: String,
+    pub nick: String,
+    pub address: String,
+    pub password: Option<String>,
+}
+
+/// The state directory's database; opened on first use.
+#[derive(Debug)]
+pub struct Store {
+    dir: Option<PathBuf>,
+    conn: Mutex<Option<Connection>>,
+}
+
+impl Store {
+    /// A store in `dir`; `None` keeps nothing (`state_dir = "off"`, or no directory known).
+    pub fn new(dir: Option<PathBuf>) -> Store {
+        Store { dir, conn: Mutex::new(None) }
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Runs `f` on the database, opening (`create`: or making) it first; `Ok(None)` when there
+    /// is no database and `create` is false.
+    fn with<R>(&self, create: bool, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> anyhow::Result<Option<R>> {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if conn.is_none() {
+            let Some(dir) = &self.dir else {
+                if create {
+                    anyhow::bail!("no state directory (state_dir) to keep it in");
+                }
+                return Ok(None);
+            };
+            let path = dir.join(FILE);
+            if !create && !path.exists() {
+                return Ok(None);
+            }
+            *conn = Some(open(dir, &path)?);
+        }
+        let Some(conn) = conn.as_ref() else { return Ok(None) };
+        let path = self.dir.as_deref().unwrap_or(Path::new(".")).join(FILE);
+        f(conn).map(Some).with_context(|| format!("{}", path.display()))
+    }
+
+    /// The rooms kept, oldest first; none when nothing was ever kept.
+    pub fn rooms(&self) -> anyhow::Result<Vec<KeptRoom>> {
+        let rooms = self.with(false, |conn| {
+            let mut query = conn.prepare("SELECT jid, nick, address, password FROM rooms ORDER BY added")?;
+            let rows = query.query_map([], |row| {
+                Ok(KeptRoom { jid: row.get(0)?, nick: row.get(1)?, address: row.get(2)?, password: row.get(3)? })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(rooms.unwrap_or_default())
+    }
+
+    /// Keeps `room`, replacing what was kept for its address.
+    pub fn keep_room(&self, room: &KeptRoom) -> anyhow::Result<()> {
+        self.with(true, |conn| {
+            conn.execute(
+                "INSERT INTO rooms (jid, nick, address, password, added) VALUES (?1, ?2, ?3, ?4, unixepoch())
+                 ON CONFLICT (jid) DO UPDATE SET nick = ?2, address = ?3, password = ?4",
+                params![room.jid, room.nick, room.address, room.password],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Forgets the room `jid`; whether it was kept.
+    pub fn forget_room(&self, jid: &str) -> anyhow::Result<bool> {
+        let removed = self.with(false, |conn| conn.execute("DELETE FROM rooms WHERE jid = ?1", params![jid]))?;
+        Ok(removed.unwrap_or(0) > 0)
+    }
+}
+
+/// Opens (or makes) the database at `path` in `dir` and brings its schema up to date. The
+/// directory is made readable by this user alone: it holds room passwords.
+fn open(dir: &Path, path: &Path) -> anyhow::Result<Connection> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot make the state directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let conn = Connection::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .optional()
+        .with_context(|| format!("{} is not a database stanzahook can read", path.display()))?
+        .unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        anyhow::bail!("{} was written by a newer stanzahook (schema {version})", path.display());
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS rooms (
+                 jid TEXT PRIMARY KEY NOT NULL,
+                 nick TEXT NOT NULL,
+                 address TEXT NOT NULL,
+                 password TEXT,
+                 added INTEGER NOT NULL
+             );
+             PRAGMA user_version = 1;",
+        )
+        .with_context(|| format!("cannot set up {}", path.display()))?;
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(jid: &str) -> KeptRoom {
+        KeptRoom { jid: jid.into(), nick: "Bot".into(), address: "bot.example".into(), password: Some("pw".into()) }
+    }
+
+    #[test]
+    fn rooms_kept_survive_a_new_store_on_the_same_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        let store = Store::new(Some(state.clone()));
+        assert_eq!(store.rooms().expect("read"), [], "nothing kept, nothing made");
+        assert!(!state.exists(), "reading makes no file");
+        store.keep_room(&room("a@muc.example")).expect("keep");
+        store.keep_room(&room("b@muc.example")).expect("keep");
+        store.keep_room(&KeptRoom { nick: "Other".into(), ..room("a@muc.example") }).expect("keep again");
+        drop(store);
+        let again = Store::new(Some(state));
+        let rooms = again.rooms().expect("read");
+        assert_eq!(rooms.iter().map(|r| r.jid.as_str()).collect::<Vec<_>>(), ["a@muc.example", "b@muc.example"]);
+        assert_eq!(rooms[0].nick, "Other");
+        assert!(again.forget_room("a@muc.example").expect("forget"));
+        assert!(!again.forget_room("a@muc.example").expect("forget"));
+        assert_eq!(again.rooms().expect("read").len(), 1);
+    }
+
+    #[test]
+    fn without_a_directory_nothing_is_kept_and_saying_so_is_an_error() {
+        let store = Store::new(None);
+        assert_eq!(store.rooms().expect("read"), []);
+        assert!(store.keep_room(&room("a@muc.example")).is_err());
+    }
+
+    #[test]
+    fn a_file_that_is_no_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(FILE), "not sqlite at all, just text that is long enough").expect("write");
+        let store = Store::new(Some(dir.path().to_owned()));
+        let e = store.rooms().expect_err("not a database").to_string();
+        assert!(e.contains("stanzahook.sqlite3"), "{e}");
+    }
+}
