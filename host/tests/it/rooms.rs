@@ -141,10 +141,12 @@ async fn mentions_on(server: Server) {
     assert_eq!(events[0].event["mentioned"], true);
 }
 
-#[tokio::test]
-async fn send_posts_into_a_room_the_bot_is_in() {
+on_each_server!(send_on, send_posts_into_a_room_the_bot_is_in, send_posts_into_a_room_the_bot_is_in_through_ejabberd);
+
+async fn send_on(server: Server) {
     let toml = entry("");
-    let Some(mut b) = Bridge::start(Options { muc: true, api: true, toml: &toml, ..Options::default() }).await else {
+    let Some(mut b) = Bridge::start(Options { server, muc: true, api: true, toml: &toml, ..Options::default() }).await
+    else {
         return;
     };
     b.host.wait_for_log("joined the room", CONNECT_WAIT).await.expect("the bot joins");
@@ -194,9 +196,10 @@ async fn a_wrong_room_password_is_one_clear_line_and_a_fixed_one_joins() {
     b.host.wait_for_log("joined the room", CONNECT_WAIT).await.expect("the fixed entry joins");
 }
 
-#[tokio::test]
-async fn a_kicked_bot_does_not_join_again() {
-    let Some(mut b) = Bridge::start(Options { muc: true, ..Options::default() }).await else { return };
+on_each_server!(a_kicked_bot_on, a_kicked_bot_does_not_join_again, a_kicked_bot_does_not_join_again_through_ejabberd);
+
+async fn a_kicked_bot_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, muc: true, ..Options::default() }).await else { return };
     // alice owns the room, so she may kick; the bot joins it once it is configured.
     b.alice.join_room(&room(), "alice", None).await.expect("alice makes the room");
     let url = b.webhook.url.clone();
@@ -328,11 +331,18 @@ impl JsonBody for reqwest::Response {
     }
 }
 
-#[tokio::test]
-async fn an_invitation_is_accepted_and_the_room_joined_again_after_a_restart() {
+on_each_server!(
+    an_invitation_on,
+    an_invitation_is_accepted_and_the_room_joined_again_after_a_restart,
+    an_invitation_is_accepted_and_the_room_joined_again_after_a_restart_through_ejabberd
+);
+
+async fn an_invitation_on(server: Server) {
     let state = tempfile::tempdir().expect("tempdir");
     let toml = format!("accept_invites = true\nstate_dir = {:?}\n", state.path().display().to_string());
-    let Some(mut b) = Bridge::start(Options { muc: true, toml: &toml, ..Options::default() }).await else { return };
+    let Some(mut b) = Bridge::start(Options { server, muc: true, toml: &toml, ..Options::default() }).await else {
+        return;
+    };
     let party = format!("party@{MUC}");
     b.alice.join_room(&party, "alice", None).await.expect("alice makes the room");
     // A direct invitation (XEP-0249) to an address of the bot's: it joins as that address.
@@ -418,4 +428,31 @@ async fn the_rooms_api_joins_lists_and_leaves() {
     let (_, listed) = call(reqwest::Method::GET, "/rooms", None, Some(API_TOKEN)).await;
     assert_eq!(listed["rooms"].as_array().map(Vec::len), Some(1), "{listed}");
     let _ = &mut b;
+}
+
+#[tokio::test]
+async fn a_webhook_timing_out_on_a_room_message_never_gets_the_bot_kicked() {
+    // `slow@` makes the test webhook take 3 s, past a 1 s timeout: remote-server-timeout, an
+    // error Prosody kicks for.
+    let toml = format!("[webhook]\ntimeout = \"1s\"\n{}", entry(&format!("address = \"slow@{DOMAIN}\"")));
+    let Some(mut b) = Bridge::start(Options { muc: true, toml: &toml, ..Options::default() }).await else { return };
+    b.host.wait_for_log("joined the room", CONNECT_WAIT).await.expect("the bot joins");
+    b.alice.join_room(&room(), "alice", None).await.expect("alice joins");
+    b.alice.send_groupchat(&room(), "slow one").await.expect("send");
+    b.host
+        .wait_for_log("not sending the stanza error remote-server-timeout into the room", WAIT)
+        .await
+        .expect("withheld");
+    b.alice.send(&format!("<message to='{}/Bot' type='chat'><body>psst</body></message>", room())).await.expect("send");
+    b.host
+        .wait_for_log_count("not sending the stanza error remote-server-timeout into the room", 2, WAIT)
+        .await
+        .expect("withheld for the private message too");
+    let seen = b.alice.drain(crate::harness::QUIET).await.expect("client ok");
+    let bot = format!("{}/Bot", room());
+    assert!(
+        !seen.iter().any(|el| el.attr("from") == Some(bot.as_str()) && el.attr("type") == Some("unavailable")),
+        "the bot was kicked: {seen:?}"
+    );
+    assert!(!b.host.log().contains("kicked"), "{}", b.host.log());
 }
