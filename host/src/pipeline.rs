@@ -321,7 +321,8 @@ impl Handling<'_> {
             crate::metrics::metrics().room_withheld("error");
             let condition = crate::rooms::muc::error_condition(&reply).unwrap_or_default();
             tracing::warn!(to, "not sending the stanza error {condition} into the room (a room kicks for it)");
-            let text = config.room_error_text.as_deref()?;
+            // In place of a failed answer to a message only (an iq wants an iq, not a chat line).
+            let text = config.room_error_text.as_deref().filter(|_| original.name() == "message")?;
             let from = original.attr("to").unwrap_or(&config.domain);
             let sender = original.attr("from").unwrap_or("");
             let (to, kind) = match original.attr("type") {
