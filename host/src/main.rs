@@ -193,7 +193,11 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     // tokio-xmpp logs through `log`, which is quiet unless a bridge is installed; its errors reach
     // us as values. Our own default is info (debug for stanzahook itself with --dev).
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal: a log file, a pipe or the journal gets plain text
+    // (and NO_COLOR, https://no-color.org, turns it off there too).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),

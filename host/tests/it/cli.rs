@@ -177,3 +177,33 @@ fn check_compiles_filters_and_names_a_broken_one() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read"), "{err}");
 }
+
+#[test]
+fn a_log_written_to_a_file_has_no_colour_codes() {
+    // Without NO_COLOR, logs to a file or a pipe carried ANSI escapes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log_path = dir.path().join("stanzahook.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let port = testkit::free_port().expect("port");
+    let mut child = Command::new(stanzahook_bin())
+        .args(["run", "--domain", "bot.example.org", "--server", &format!("127.0.0.1:{port}"), "--secret", "s"])
+        .args(["--post-url", "http://127.0.0.1:9/"])
+        .env_remove("NO_COLOR")
+        .env_remove("STANZAHOOK_SECRET")
+        .env("RUST_LOG", "info")
+        .stderr(log)
+        .spawn()
+        .expect("runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("next attempt") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("connecting"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file:\n{text:?}");
+}
