@@ -46,7 +46,12 @@ pub struct Webhook {
     /// and hyper keeps ~30 KiB of buffers and channels per connection (heap profile): with
     /// 10,000 stanzas in flight, unbounded connections alone took ~300 MiB.
     connections: Arc<Semaphore>,
+    /// The content types of 200 answers that were not JSON, each warned about once.
+    warned: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
+
+/// Content types warned about, at most: a webhook cannot grow the set without bound.
+const MAX_WARNED_CONTENT_TYPES: usize = 16;
 
 impl Webhook {
     pub fn new(url: reqwest::Url, settings: &WebhookSettings) -> anyhow::Result<Webhook> {
@@ -65,6 +70,7 @@ impl Webhook {
             max_response_bytes: settings.max_response_bytes,
             signer: settings.signer.clone(),
             connections: Arc::new(Semaphore::new(settings.max_connections)),
+            warned: Arc::default(),
         })
     }
 
@@ -113,6 +119,9 @@ impl Webhook {
         }
         let is_json =
             response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type);
+        if status == 200 && !is_json {
+            self.warn_not_json(response.headers().get(CONTENT_TYPE));
+        }
         if status != 200 || !is_json {
             return Outcome::NoReply { status };
         }
@@ -180,6 +189,24 @@ fn too_large(limit: usize) -> Outcome {
             .with_text(format!("The bot's answer was larger than {limit} bytes")),
         format!("webhook answer exceeds webhook.max_response_size ({limit} bytes)"),
     )
+}
+
+impl Webhook {
+    /// A 200 that is not JSON (an HTML error page, a framework's default route) sends nothing
+    /// back, which looks like a bot that ignores everything: say why, once per content type.
+    fn warn_not_json(&self, content_type: Option<&HeaderValue>) {
+        let shown = content_type
+            .map_or_else(|| "no content type".to_owned(), |v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let mut warned = self.warned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if warned.len() >= MAX_WARNED_CONTENT_TYPES || !warned.insert(shown.clone()) {
+            return;
+        }
+        tracing::warn!(
+            url = %self.url,
+            "the webhook answered 200 with {shown:?}: only Content-Type application/json produces a reply, so nothing \
+             was sent back (said once per content type)"
+        );
+    }
 }
 
 /// `application/json`, with or without parameters such as `; charset=utf-8`.

@@ -67,6 +67,23 @@ async fn no_reply_for_other_success_answers() {
     b.expect_silence().await;
 }
 
+#[tokio::test]
+async fn a_200_that_is_not_json_is_explained_once() {
+    // An HTML error page or a framework's default route answers 200 text/html: nothing is sent
+    // back, and nothing said why.
+    let Some(mut b) = Bridge::start(Options::default()).await else { return };
+    for _ in 0..3 {
+        b.alice.send(&message(&format!("plain@{DOMAIN}"), "x")).await.expect("send");
+    }
+    b.webhook_saw(3).await;
+    b.expect_silence().await;
+    let log = b.host.log();
+    let warnings: Vec<&str> =
+        log.lines().filter(|l| l.contains("only Content-Type application/json produces a reply")).collect();
+    assert_eq!(warnings.len(), 1, "once per content type:\n{log}");
+    assert!(warnings[0].contains("WARN") && warnings[0].contains("text/plain"), "{}", warnings[0]);
+}
+
 on_each_server!(
     each_http_status_maps_to_its_stanza_error_on,
     each_http_status_maps_to_its_stanza_error,
