@@ -239,7 +239,7 @@ async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> 
 }
 
 fn refusal_hint(condition: &str, settings: &ConnectionSettings) -> String {
-    let domain = &settings.domain;
+    let (domain, server) = (&settings.domain, &settings.server);
     match condition {
         // ejabberd also answers this for a domain it has no component entry for.
         "not-authorized" => format!(
@@ -247,9 +247,17 @@ fn refusal_hint(condition: &str, settings: &ConnectionSettings) -> String {
              the password of {domain} under an ejabberd_service listener's hosts) and that the server serves \
              {domain} as a component at all"
         ),
+        // A client port (Prosody's c2s) answers a component's stream this way too.
         "host-unknown" | "improper-addressing" => format!(
             "the server has no external component {domain} configured (Prosody: Component \"{domain}\"; \
-             ejabberd: {domain} under an ejabberd_service listener's hosts)"
+             ejabberd: {domain} under an ejabberd_service listener's hosts), or {server} is not its component \
+             port: a client port answers the same (the component port is usually 5347)"
+        ),
+        // ejabberd's client and server-to-server listeners answer a component's stream this way.
+        "invalid-namespace" => format!(
+            "{server} does not take component connections: this looks like a client (or server-to-server) \
+             port; the component port is usually 5347 (Prosody: component_ports; ejabberd: the ejabberd_service \
+             listener's port)"
         ),
         "conflict" => format!("another connection is already serving {domain}"),
         _ => format!("check the server's component configuration for {domain}"),

@@ -135,3 +135,22 @@ async fn sigterm_lets_in_flight_stanzas_finish_and_sends_their_replies() {
     let status = b.host.wait_exit(WAIT).await.expect("exits");
     assert!(status.success(), "{status}\n{}", b.host.log());
 }
+
+on_each_server!(
+    the_client_port_on,
+    pointed_at_the_client_port_the_log_says_so,
+    pointed_at_the_client_port_the_log_says_so_through_ejabberd
+);
+
+/// `--server` at the client port (5222 and the like) was reported as a missing component entry.
+async fn the_client_port_on(server: crate::harness::Server) {
+    let setup = testkit::ServerSetup::default().component(DOMAIN, crate::harness::SECRET);
+    let Some(server) = server.start(&setup) else { return };
+    let client_port = format!("127.0.0.1:{}", server.c2s_port());
+    let args = testkit::host::run_args(DOMAIN, &client_port, crate::harness::SECRET, "http://127.0.0.1:9/", None);
+    let mut host = testkit::HostProcess::start(crate::harness::stanzahook_bin(), &args).expect("starts");
+    host.wait_for_log("next attempt", WAIT).await.expect("the refusal is logged");
+    let log = host.log();
+    let line = log.lines().find(|l| l.contains("next attempt")).unwrap_or_default();
+    assert!(line.contains("a client") && line.contains("the component port is usually 5347"), "{line}\n{log}");
+}
