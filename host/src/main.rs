@@ -8,7 +8,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use stanzahook::config::{ConfigSource, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(name = "stanzahook", version, about = "XMPP component ↔ HTTP webhook bridge")]
+#[command(
+    name = "stanzahook",
+    version,
+    about = "XMPP component ↔ HTTP webhook bridge",
+    after_help = "Environment:\n  STANZAHOOK_SECRET     the component secret (instead of --secret)\n  \
+                  STANZAHOOK_API_TOKEN  the operator API's bearer token (instead of api.token)\n  \
+                  RUST_LOG              what is logged, e.g. info or info,stanzahook=debug (default info)\n  \
+                  NO_COLOR              no colour in the log, even on a terminal\n\n\
+                  Exit codes: 0 done, 1 a failure while running, 2 a mistake in the configuration or the command line.\n\
+                  The README's sections explain the configuration, the JSON contract and filters."
+)]
 struct Cli {
     /// Log format: human-readable lines, or one JSON object per line for collectors.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -44,7 +54,8 @@ enum FilterCommand {
 struct FilterRunArgs {
     /// The filter: a WebAssembly component built for wasm32-wasip2.
     wasm: PathBuf,
-    /// The event JSON the filter's `before` hook receives (SPEC §3.2).
+    /// The event JSON the filter's `before` hook receives (the README's "The request"); `-` reads
+    /// it from standard input.
     #[arg(long)]
     event: PathBuf,
     /// Also run the `after` hook, with this HTTP status.
@@ -75,7 +86,7 @@ struct Settings {
     /// The webhook URL stanzas are POSTed to.
     #[arg(long)]
     post_url: Option<String>,
-    /// Stanza kinds to forward, comma-separated: message, presence, iq.
+    /// Stanza kinds to forward, comma-separated: message, presence, iq [default: message].
     #[arg(long, value_delimiter = ',')]
     stanzas: Option<Vec<String>>,
     /// A filter (WebAssembly component) with default settings, after those of the file; repeatable.
@@ -114,6 +125,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, if dev { "info,stanzahook=debug" } else { "info" });
     let (settings, check_only) = match &cli.command {
         Command::Run(s) => (s, false),
+        Command::Check(s) if s.dev => {
+            eprintln!("stanzahook: --dev is for `stanzahook run` (check loads the config once and exits)");
+            return ExitCode::from(2);
+        }
         Command::Check(s) => (s, true),
         Command::Filter(FilterCommand::Run(args)) => return filter_run(args),
     };

@@ -120,7 +120,12 @@ fn section(out: &mut String, hook: &str, verdict: &str, json: Option<&Value>, re
     }
 }
 
+/// The JSON in the file at `path`, or on standard input for `-`.
 fn read_json(path: &PathBuf, flag: &str) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).with_context(|| format!("{flag} -: cannot read standard input"))?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("{flag} {}: cannot read", path.display()))?
+    };
     serde_json::from_str(&text).with_context(|| format!("{flag} {}: not valid JSON", path.display()))
 }

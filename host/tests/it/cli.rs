@@ -114,6 +114,21 @@ fn filter_run_shows_each_example_decision() {
     assert!(out.contains("before: answer") && out.contains("\"body\": \"pong\""), "{out}");
     assert!(out.contains("allows reuse: stanzahook keeps its instance between calls"), "{out}");
 
+    // The event on standard input.
+    let mut piped = Command::new(stanzahook_bin())
+        .args(["filter", "run", &wasm("commands"), "--event", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    {
+        use std::io::Write as _;
+        let event = std::fs::read(&ping).expect("event");
+        piped.stdin.take().expect("stdin").write_all(&event).expect("write");
+    }
+    let out = piped.wait_with_output().expect("ends");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"body\": \"pong\""), "{out:?}");
+
     let (code, out, err) = stanzahook(&["filter", "run", &wasm("reshape"), "--event", &ping, "--reply", &slack_reply]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("before: rewrite") && out.contains("\"user\": \"a@example.org\""), "{out}");
@@ -206,4 +221,33 @@ fn a_log_written_to_a_file_has_no_colour_codes() {
     let _ = child.wait();
     assert!(text.contains("connecting"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a log file:\n{text:?}");
+}
+
+#[test]
+fn help_names_the_environment_the_exit_codes_and_no_spec_section() {
+    let (code, out, _) = stanzahook(&["--help"]);
+    assert_eq!(code, 0);
+    for expected in ["STANZAHOOK_SECRET", "STANZAHOOK_API_TOKEN", "RUST_LOG", "NO_COLOR", "Exit codes: 0"] {
+        assert!(out.contains(expected), "no {expected:?} in:\n{out}");
+    }
+    let (_, run, _) = stanzahook(&["run", "--help"]);
+    assert!(run.contains("[default: message]"), "{run}");
+    let (_, filter, _) = stanzahook(&["filter", "run", "--help"]);
+    assert!(!filter.contains("SPEC"), "a help text cites a document the user does not have:\n{filter}");
+    assert!(filter.contains("`-` reads"), "{filter}");
+    // --dev belongs to `run`: `check` took it and ignored it.
+    let (code, _, err) = stanzahook(&[
+        "check",
+        "--dev",
+        "--domain",
+        "d.example",
+        "--server",
+        "h:1",
+        "--secret",
+        "s",
+        "--post-url",
+        "http://x/",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--dev is for `stanzahook run`"), "{err}");
 }
