@@ -41,6 +41,7 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 
 /// Serves the API until `shutdown`.
 pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, rooms: Arc<Rooms>, shutdown: CancellationToken) {
+    let with_token = live.load().config.api.token.is_some();
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -49,7 +50,12 @@ pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, rooms: Arc<R
         .route("/rooms/{jid}", delete(leave_room))
         .with_state(Api { live, outbox, rooms });
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!("operator API on http://{addr} (/healthz, /metrics, /send, /rooms)");
+        let calls = if with_token {
+            "/healthz, /metrics, /send, /rooms"
+        } else {
+            "/healthz, /metrics; /send and /rooms are off without api.token"
+        };
+        tracing::info!("operator API on http://{addr} ({calls})");
     }
     tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
