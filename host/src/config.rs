@@ -365,16 +365,60 @@ fn parse_toml(text: &str) -> Result<RawConfig, ConfigError> {
         let message = e.message().trim().to_owned();
         let (key, message) = match e.span() {
             Some(span) => {
-                let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let before = &text[..span.start.min(text.len())];
+                let line_no = before.matches('\n').count() + 1;
                 let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                let key = line.split('=').next().map(|k| k.trim().trim_matches('"').to_owned());
-                let key = key.filter(|k| !k.is_empty() && !k.starts_with('['));
-                (key, format!("{message} (line {line_no}: {line})"))
+                let name = line.split('=').next().map(|k| k.trim().trim_matches('"').to_owned());
+                let name = name.filter(|k| !k.is_empty() && !k.starts_with('['));
+                let key = name.map(|name| match section_of(before) {
+                    Some(section) => format!("{section}.{name}"),
+                    None => name,
+                });
+                (key, format!("{} (line {line_no}: {line})", explain(&message)))
             }
             None => (None, message),
         };
         ConfigError { file: None, key, message }
     })
+}
+
+/// The table the text before an error is in, as the config's keys name it: `webhook`, or
+/// `filter[1]` for the second `[[filter]]`; `None` at the top level.
+fn section_of(before: &str) -> Option<String> {
+    let header = before.lines().rfind(|l| l.trim_start().starts_with('['))?.trim();
+    if let Some(name) = header.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+        let name = name.trim();
+        let index = before
+            .lines()
+            .filter(|l| l.trim().strip_prefix("[[").is_some_and(|h| h.trim_start().starts_with(name)))
+            .count();
+        return Some(format!("{name}[{}]", index.saturating_sub(1)));
+    }
+    let name = header.strip_prefix('[')?.split(']').next()?.trim();
+    Some(name.to_owned())
+}
+
+/// serde's message, said for a person: an unknown key gets the closest known one, a duration
+/// written as a number gets how to write it.
+fn explain(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((unknown, expected)) = rest.split_once("`, expected one of ")
+    {
+        let known: Vec<&str> = expected.split(", ").map(|k| k.trim_matches('`')).collect();
+        let closest = known
+            .iter()
+            .map(|k| (strsim::damerau_levenshtein(unknown, k), *k))
+            .min()
+            .filter(|(distance, k)| *distance <= 2.max(k.len() / 4));
+        return match closest {
+            Some((_, k)) => format!("unknown key `{unknown}`; did you mean `{k}`?"),
+            None => format!("unknown key `{unknown}`; the keys here are {expected}"),
+        };
+    }
+    if message.starts_with("invalid type: integer") && message.ends_with("expected a string") {
+        return format!("{message}: a duration is written as a string, like \"5s\" or \"500ms\"");
+    }
+    message.to_owned()
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
@@ -738,7 +782,19 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown field `bogus`, expected one of `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown key `bogus`; the keys here are `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
+        );
+        check_err(
+            "post_ulr = \"x\"\n",
+            "config error: `post_ulr`: unknown key `post_ulr`; did you mean `post_url`? (line 6: post_ulr = \"x\")",
+        );
+        check_err(
+            "[webhook]\ntimout = \"5s\"\n",
+            "config error: `webhook.timout`: unknown key `timout`; did you mean `timeout`? (line 7: timout = \"5s\")",
+        );
+        check_err(
+            "[[filter]]\npath = \"a.wasm\"\n[[filter]]\npath = \"b.wasm\"\non_eror = \"skip\"\n",
+            "config error: `filter[1].on_eror`: unknown key `on_eror`; did you mean `on_error`? (line 10: on_eror = \"skip\")",
         );
         check_err(
             "stanzas = [\"mesage\"]\n",
@@ -755,11 +811,11 @@ component_post_stanzas = ["message", "iq"]
         );
         check_err(
             "[webhook]\ntimeout = 10\n",
-            "config error: `timeout`: invalid type: integer `10`, expected a string (line 7: timeout = 10)",
+            "config error: `webhook.timeout`: invalid type: integer `10`, expected a string: a duration is written as a string, like \"5s\" or \"500ms\" (line 7: timeout = 10)",
         );
         check_err(
             "[connection]\nmax_queued = -1\n",
-            "config error: `max_queued`: invalid value: integer `-1`, expected usize (line 7: max_queued = -1)",
+            "config error: `connection.max_queued`: invalid value: integer `-1`, expected usize (line 7: max_queued = -1)",
         );
     }
 
@@ -871,7 +927,10 @@ name = \"second\"
         std::fs::write(&path, "domian = \"x\"\n").expect("write");
         let e = load(Some(&path), &Overrides::default()).expect_err("accepted");
         assert!(
-            e.to_string().starts_with(&format!("config error in {}: `domian`: unknown field", path.display())),
+            e.to_string().starts_with(&format!(
+                "config error in {}: `domian`: unknown key `domian`; did you mean `domain`?",
+                path.display()
+            )),
             "{e}"
         );
     }

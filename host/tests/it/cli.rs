@@ -34,7 +34,11 @@ fn example_config_is_valid() {
 fn config_mistakes_exit_2_with_one_line_naming_key_and_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        ("unknown.toml", "domain = \"a.example\"\npost_urll = \"http://x/\"\n", "`post_urll`: unknown field"),
+        (
+            "unknown.toml",
+            "domain = \"a.example\"\npost_urll = \"http://x/\"\n",
+            "`post_urll`: unknown key `post_urll`; did you mean `post_url`?",
+        ),
         ("missing.toml", "domain = \"a.example\"\nserver = \"h:1\"\nsecret = \"s\"\n", "`post_url`: missing"),
         (
             "address.toml",
