@@ -110,9 +110,13 @@ impl FilterEngine {
     /// build, so never on the async thread, and on the compile threads, below the priority of
     /// the stanzas being served.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<Component> {
+        if let Some(what) = not_a_component(bytes) {
+            anyhow::bail!("not a WebAssembly component: {what}");
+        }
         self.compile_threads
             .run(|| Component::new(&self.engine, bytes))
-            .map_err(anyhow::Error::from)
+            // wasmtime's error spans lines (a cause per line): one line for the log.
+            .map_err(|e| anyhow::anyhow!("{}", format!("{e:#}").replace('\n', " ")))
             .context("not a WebAssembly component this host can compile")
     }
 
@@ -153,6 +157,28 @@ impl FilterEngine {
 
     pub(super) fn wasmtime(&self) -> &Engine {
         &self.engine
+    }
+}
+
+/// What a file that cannot be a component is, said so that its author knows what to do; `None`
+/// for the preamble of a component (the version and layer of the binary format say which).
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const BUILD: &str = "build the filter as a component: `cargo build --target wasm32-wasip2 --release` \
+                         (the Rust SDK), componentize-py or componentize-js";
+    let Some(preamble) = bytes.get(..8) else {
+        return Some(format!("the file has {} bytes, too few for WebAssembly; {BUILD}", bytes.len()));
+    };
+    if &preamble[..4] != b"\0asm" {
+        let start = String::from_utf8_lossy(&preamble[..4]).escape_debug().to_string();
+        return Some(format!("the file is not WebAssembly at all (it starts with \"{start}\"); {BUILD}"));
+    }
+    match preamble[4..8] {
+        // Layer 0: a core module (`cargo build --target wasm32-unknown-unknown` or wasip1).
+        [1, 0, 0, 0] => Some(format!(
+            "the file is a core WebAssembly module, not a component (a wasm32-wasip1 or \
+             wasm32-unknown-unknown build?); {BUILD}"
+        )),
+        _ => None,
     }
 }
 

@@ -190,6 +190,17 @@ fn check_compiles_filters_and_names_a_broken_one() {
         stanzahook(&["check", "--config", &good.display().to_string(), "--filter", &not_wasm.display().to_string()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("filter `broken`") && err.contains("broken.wasm"), "names the filter and file: {err}");
+    // A core module (the smallest valid one) instead of a component; a text file.
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").expect("write");
+    let (code, _, err) =
+        stanzahook(&["check", "--config", &good.display().to_string(), "--filter", &core.display().to_string()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a core WebAssembly module, not a component") && err.contains("wasm32-wasip2"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let (_, _, err) =
+        stanzahook(&["check", "--config", &good.display().to_string(), "--filter", &not_wasm.display().to_string()]);
+    assert!(err.contains("not WebAssembly at all (it starts with \"this\")"), "{err}");
     let missing = dir.path().join("missing.wasm");
     let (code, _, err) =
         stanzahook(&["check", "--config", &good.display().to_string(), "--filter", &missing.display().to_string()]);
