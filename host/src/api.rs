@@ -68,20 +68,8 @@ pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, rooms: Arc<R
 async fn healthz(State(api): State<Api>) -> Response {
     let status = health::current();
     let code = if status.connected { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let rooms: serde_json::Map<String, Value> = api
-        .rooms
-        .status()
-        .into_iter()
-        .map(|room| {
-            let state = json!({
-                "state": room.phase.as_str(),
-                "nick": room.nick,
-                "since": humantime::format_rfc3339_seconds(room.since).to_string(),
-                "error": room.error,
-            });
-            (room.jid, state)
-        })
-        .collect();
+    let rooms: serde_json::Map<String, Value> =
+        api.rooms.status().into_iter().map(|room| (room.jid.clone(), room_json(&room))).collect();
     let body = json!({
         "connected": status.connected,
         "since": humantime::format_rfc3339_seconds(status.since).to_string(),
@@ -128,6 +116,16 @@ fn refused(api: &Api, headers: &HeaderMap, what: &str) -> Option<Response> {
     None
 }
 
+/// A room's state as `/healthz` and `GET /rooms` show it.
+fn room_json(room: &crate::rooms::RoomStatus) -> Value {
+    json!({
+        "state": room.phase.as_str(),
+        "nick": room.nick,
+        "since": humantime::format_rfc3339_seconds(room.since).to_string(),
+        "error": room.error,
+    })
+}
+
 /// `GET /rooms`: every room, its state and where it comes from (SPEC §11.5).
 async fn list_rooms(State(api): State<Api>, headers: HeaderMap) -> Response {
     if let Some(refusal) = refused(&api, &headers, "/rooms") {
@@ -138,14 +136,10 @@ async fn list_rooms(State(api): State<Api>, headers: HeaderMap) -> Response {
         .list()
         .into_iter()
         .map(|(room, source)| {
-            json!({
-                "jid": room.jid,
-                "state": room.phase.as_str(),
-                "nick": room.nick,
-                "since": humantime::format_rfc3339_seconds(room.since).to_string(),
-                "error": room.error,
-                "source": source.as_str(),
-            })
+            let mut json = room_json(&room);
+            json["jid"] = room.jid.into();
+            json["source"] = source.as_str().into();
+            json
         })
         .collect();
     (StatusCode::OK, axum::Json(json!({ "rooms": rooms }))).into_response()

@@ -104,11 +104,7 @@ pub fn replies(answer: &Value, original: &Element, domain: &str) -> Result<Vec<E
     // A room message is answered in the room: to its bare address (SPEC §11.3); the room takes
     // it only from the occupant address it was sent to, which is the default `from`.
     let original_from = original.attr("from").unwrap_or("");
-    let default_to = if is_groupchat(original) {
-        original_from.split_once('/').map_or(original_from, |(room, _)| room)
-    } else {
-        original_from
-    };
+    let default_to = if is_groupchat(original) { stanza::bare(original_from) } else { original_from };
     let default_from = original.attr("to").unwrap_or(domain);
 
     let mut reply = match map.get("stanza") {

@@ -158,7 +158,7 @@ impl Shared {
             return;
         }
         let invited = el.attr("to").unwrap_or(&live.config.domain);
-        let address = invited.split_once('/').map_or(invited, |(bare, _)| bare);
+        let address = stanza::bare(invited);
         match crate::rooms::RoomSettings::invited(&invite, address, &live.config) {
             Ok(settings) => {
                 let room = settings.jid.to_string();
@@ -326,7 +326,7 @@ impl Handling<'_> {
             let from = original.attr("to").unwrap_or(&config.domain);
             let sender = original.attr("from").unwrap_or("");
             let (to, kind) = match original.attr("type") {
-                Some("groupchat") => (sender.split_once('/').map_or(sender, |(room, _)| room), "groupchat"),
+                Some("groupchat") => (stanza::bare(sender), "groupchat"),
                 _ => (sender, "chat"),
             };
             let mut plain = stanza::new_stanza(Kind::Message, from, to);

@@ -153,11 +153,17 @@ pub fn is_iq_request(el: &Element) -> bool {
     el.name() == "iq" && matches!(stanza_type(el), Some("get" | "set"))
 }
 
+/// The bare part of an XMPP address: everything before the first `/` (a localpart or domain
+/// cannot hold one; a resource can).
+pub fn bare(addr: &str) -> &str {
+    addr.split_once('/').map_or(addr, |(bare, _)| bare)
+}
+
 /// True when the XMPP address `addr` (bare or full) is at exactly `domain`, ignoring ASCII case
 /// as domain names do. A localpart cannot hold `@` or `/`, so the domain is what lies between
 /// the first `@` and the first `/` after it.
 pub fn is_at_domain(addr: &str, domain: &str) -> bool {
-    let bare = addr.split_once('/').map_or(addr, |(bare, _)| bare);
+    let bare = bare(addr);
     let host = bare.split_once('@').map_or(bare, |(_, host)| host);
     host.trim_end_matches('.').eq_ignore_ascii_case(domain.trim_end_matches('.'))
 }

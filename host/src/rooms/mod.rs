@@ -242,8 +242,8 @@ impl Rooms {
         for k in gone {
             if let Some(room) = inner.rooms.remove(&k) {
                 tracing::info!(room = %room.settings.jid, "leaving the room: it is no longer configured or asked for");
-                if room.phase == Phase::Joined {
-                    self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
+                if let Some(leave) = room.leave() {
+                    self.outbox.send(leave);
                 }
             }
         }
@@ -253,20 +253,13 @@ impl Rooms {
                 Some(room) if room.settings.same_join(new) => room.settings = new.clone(),
                 Some(room) => {
                     tracing::info!(room = %new.jid, "the room's entry changed: joining again");
-                    if room.phase == Phase::Joined {
-                        self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
+                    if let Some(leave) = room.leave() {
+                        self.outbox.send(leave);
                     }
-                    *room = Room::new(new.clone());
-                    if !connected {
-                        room.disconnected();
-                    }
+                    *room = Room::new(new.clone(), connected);
                 }
                 None => {
-                    let mut room = Room::new(new.clone());
-                    if !connected {
-                        room.disconnected();
-                    }
-                    inner.rooms.insert(k, room);
+                    inner.rooms.insert(k, Room::new(new.clone(), connected));
                 }
             }
         }
@@ -380,8 +373,8 @@ impl Rooms {
     /// Leaves every joined room: at shutdown, so the rooms do not keep a ghost occupant.
     pub fn leave_all(&self) {
         let inner = self.lock();
-        for room in inner.rooms.values().filter(|r| r.phase == Phase::Joined) {
-            self.outbox.send(muc::leave(&room.settings.address, room.settings.jid.as_str(), &room.nick));
+        for leave in inner.rooms.values().filter_map(Room::leave) {
+            self.outbox.send(leave);
         }
     }
 

@@ -58,9 +58,10 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(settings: RoomSettings) -> Room {
+    /// A room to join: at once while `connected`, else on the next connection.
+    pub fn new(settings: RoomSettings, connected: bool) -> Room {
         let nick = settings.nick.clone();
-        Room {
+        let mut room = Room {
             settings,
             phase: Phase::Joining,
             since: SystemTime::now(),
@@ -71,7 +72,17 @@ impl Room {
             join_sent: None,
             confirmed: None,
             ping_sent: None,
+        };
+        if !connected {
+            room.disconnected();
         }
+        room
+    }
+
+    /// The presence that leaves the room, while the bot is in it.
+    pub fn leave(&self) -> Option<tokio_xmpp::minidom::Element> {
+        (self.phase == Phase::Joined)
+            .then(|| super::muc::leave(&self.settings.address, self.settings.jid.as_str(), &self.nick))
     }
 
     fn enter(&mut self, phase: Phase, error: Option<String>) {
@@ -217,7 +228,7 @@ mod tests {
             address: "bot.example".into(),
             forward: Forward::All,
         };
-        Room::new(settings)
+        Room::new(settings, true)
     }
 
     #[test]
