@@ -18,6 +18,7 @@ pub mod signing;
 pub mod stanza;
 pub mod store;
 pub mod watch;
+pub mod way;
 pub mod webhook;
 pub mod xml_depth;
 pub mod xmpp;

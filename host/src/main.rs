@@ -93,7 +93,8 @@ struct Settings {
     #[arg(long = "filter", value_name = "PATH")]
     filters: Vec<PathBuf>,
     /// For filter authors: reload filters and the config file as soon as they change, and log
-    /// what each stanza does.
+    /// each stanza's way in one line (filters' verdicts, the POST, what was sent back), whatever
+    /// RUST_LOG says.
     #[arg(long)]
     dev: bool,
 }
@@ -122,7 +123,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let dev = matches!(&cli.command, Command::Run(s) if s.dev);
-    init_logging(cli.log_format, if dev { "info,stanzahook=debug" } else { "info" });
+    init_logging(cli.log_format, dev);
     let (settings, check_only) = match &cli.command {
         Command::Run(s) => (s, false),
         Command::Check(s) if s.dev => {
@@ -203,11 +204,16 @@ fn filter_run(args: &FilterRunArgs) -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, default_filter: &str) {
+fn init_logging(format: LogFormat, dev: bool) {
     use tracing_subscriber::EnvFilter;
     // tokio-xmpp logs through `log`, which is quiet unless a bridge is installed; its errors reach
     // us as values. Our own default is info (debug for stanzahook itself with --dev).
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let default_filter = if dev { "info,stanzahook=debug" } else { "info" };
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    if dev {
+        // The one line per stanza is what --dev is for: a RUST_LOG left in the shell keeps it.
+        filter = filter.add_directive(stanzahook::way::DIRECTIVE.parse().unwrap_or_default());
+    }
     // Colour only for a person at a terminal: a log file, a pipe or the journal gets plain text
     // (and NO_COLOR, https://no-color.org, turns it off there too).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())

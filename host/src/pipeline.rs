@@ -17,6 +17,7 @@ use crate::live::{Live, LiveCell};
 use crate::payload;
 use crate::rooms::{Intercept, Occupancy, Rooms};
 use crate::stanza::{self, ErrorType, Kind, StanzaError};
+use crate::way::Way;
 use crate::webhook::Outcome;
 use crate::xmpp::Outbox;
 
@@ -189,17 +190,19 @@ impl Handling<'_> {
     /// Answers one stanza: built-in for kinds not forwarded, through the webhook otherwise.
     async fn handle(&self, el: &Element, occupancy: Option<&Occupancy>, abandon: &CancellationToken) {
         let Some(kind) = Kind::of(el) else { return };
+        let mut way = Way::start();
         if !self.live.config.forwards(kind) {
             let replies = match kind {
                 Kind::Presence => builtin::presence(el),
                 Kind::Iq => builtin::iq(el, &self.live.config.identity),
                 Kind::Message => Vec::new(),
             };
-            self.send_replies(el, replies);
+            way.note("answered built-in");
+            self.send_replies(el, replies, way);
             return;
         }
         tokio::select! {
-            _ = self.forward(el, occupancy) => {}
+            _ = self.forward(el, occupancy, &mut way) => way.end(),
             _ = abandon.cancelled() => {
                 tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
             }
@@ -207,27 +210,31 @@ impl Handling<'_> {
     }
 
     /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
-    async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>) {
+    async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way) {
         let mut event = payload::event(el);
         if let Some(occupancy) = occupancy {
             payload::add_room_keys(&mut event, occupancy);
         }
         let body = event.to_string();
         let (outcome, status, trail) = if self.live.filters.is_empty() {
-            let outcome = self.live.webhook.post(&event, body).await;
-            let status = outcome.status();
-            (outcome, status, Trail::default())
+            let posted = self.live.webhook.post(&event, body).await;
+            way.posted(&posted);
+            let status = posted.outcome.status();
+            (posted.outcome, status, Trail::default())
         } else {
-            match self.live.filters.before(body).await {
+            let (before, verdicts) = self.live.filters.before(body).await;
+            way.verdicts(&verdicts);
+            match before {
                 BeforeOutcome::Post { event: body, trail } => {
-                    let outcome = self.live.webhook.post(&event, body).await;
-                    let status = outcome.status();
-                    (outcome, status, trail)
+                    let posted = self.live.webhook.post(&event, body).await;
+                    way.posted(&posted);
+                    let status = posted.outcome.status();
+                    (posted.outcome, status, trail)
                 }
                 // No HTTP call was made: the `after` hooks see status 0.
                 BeforeOutcome::Answer { reply, trail } => (Outcome::Answer(reply), 0, trail),
-                BeforeOutcome::Drop { filter } => return self.dropped(el, &filter),
-                BeforeOutcome::Reject { filter } => return self.rejected(el, &filter),
+                BeforeOutcome::Drop { filter } => return self.dropped(el, &filter, way),
+                BeforeOutcome::Reject { filter } => return self.rejected(el, &filter, way),
             }
         };
         let outcome = if trail.is_empty() {
@@ -237,15 +244,17 @@ impl Handling<'_> {
                 Outcome::Answer(reply) => Some(reply.to_string()),
                 _ => None,
             };
-            match self.live.filters.after(trail, status, reply).await {
+            let (after, verdicts) = self.live.filters.after(trail, status, reply).await;
+            way.verdicts(&verdicts);
+            match after {
                 AfterOutcome::Keep => outcome,
                 AfterOutcome::Replace(reply) => Outcome::Answer(reply),
-                AfterOutcome::Drop { filter } => return self.dropped(el, &filter),
-                AfterOutcome::Reject { filter } => return self.rejected(el, &filter),
+                AfterOutcome::Drop { filter } => return self.dropped(el, &filter, way),
+                AfterOutcome::Reject { filter } => return self.rejected(el, &filter, way),
             }
         };
         let replies = self.replies_for(el, outcome);
-        self.send_replies(el, replies);
+        self.send(el, replies, way);
     }
 
     fn replies_for(&self, el: &Element, outcome: Outcome) -> Vec<Element> {
@@ -270,26 +279,35 @@ impl Handling<'_> {
 
     /// A filter dropped the stanza: nothing is sent, except that an iq request still gets its
     /// one answer (RFC 6120 §8.2.3), a refusal.
-    fn dropped(&self, el: &Element, filter: &str) {
+    fn dropped(&self, el: &Element, filter: &str, way: &mut Way) {
         tracing::debug!(filter, "dropped by a filter");
+        way.note(&format!("dropped by {filter}"));
         if stanza::is_iq_request(el) {
             let refusal = StanzaError::new(ErrorType::Cancel, "service-unavailable");
-            self.send_replies(el, vec![stanza::error_reply(el, &refusal)]);
+            self.send(el, vec![stanza::error_reply(el, &refusal)], way);
         }
     }
 
     /// A filter failed with `on_error = "reject"` (SPEC §7.4).
-    fn rejected(&self, el: &Element, filter: &str) {
+    fn rejected(&self, el: &Element, filter: &str, way: &mut Way) {
         tracing::warn!(filter, "answering internal-server-error: the filter failed and rejects on error");
+        way.note(&format!("rejected: {filter} failed"));
         let error = StanzaError::new(ErrorType::Cancel, "internal-server-error");
-        self.send_replies(el, vec![stanza::error_reply(el, &error)]);
+        self.send(el, vec![stanza::error_reply(el, &error)], way);
+    }
+
+    /// Sends `replies` and ends the stanza's way.
+    fn send_replies(&self, original: &Element, replies: Vec<Element>, mut way: Way) {
+        self.send(original, replies, &mut way);
+        way.end();
     }
 
     /// The one gate every reply passes (SPEC §2.2, §3.4.1, §4.7, §11.3.1, §11.4).
-    fn send_replies(&self, original: &Element, replies: Vec<Element>) {
+    fn send(&self, original: &Element, replies: Vec<Element>, way: &mut Way) {
         if stanza::is_unanswerable(original) {
             if !replies.is_empty() {
                 tracing::debug!("not answering a stanza of type {:?}", original.attr("type").unwrap_or(""));
+                way.note("not answered: a stanza of type error or result");
             }
             return;
         }
@@ -301,9 +319,12 @@ impl Handling<'_> {
                 tracing::warn!("reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent");
                 let error = StanzaError::new(ErrorType::Cancel, "undefined-condition")
                     .with_text(format!("The bot's reply was too large ({size} bytes, at most {max})"));
-                self.outbox.send(stanza::error_reply(original, &error));
+                let error = stanza::error_reply(original, &error);
+                way.sending(&error);
+                self.outbox.send(error);
                 continue;
             }
+            way.sending(&reply);
             self.outbox.send(reply);
         }
     }

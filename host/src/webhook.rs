@@ -35,6 +35,15 @@ impl Outcome {
     }
 }
 
+/// One webhook call: its outcome and what `--dev` tells about it.
+#[derive(Debug)]
+pub struct Posted {
+    pub outcome: Outcome,
+    /// The answer's `Content-Type`, when an HTTP answer came with one.
+    pub content_type: Option<HeaderValue>,
+    pub took: Duration,
+}
+
 /// The webhook client. Clone is cheap: the connection pool is shared.
 #[derive(Clone, Debug)]
 pub struct Webhook {
@@ -77,14 +86,16 @@ impl Webhook {
     /// POSTs `body`, the JSON text of the event or of what the filters made of it, and
     /// classifies the answer. `event` is the event as built from the stanza: it names the delivery
     /// (`webhook-id`), whatever a filter rewrote. Never fails: every outcome is an `Outcome`.
-    pub async fn post(&self, event: &Value, body: String) -> Outcome {
+    pub async fn post(&self, event: &Value, body: String) -> Posted {
         let started = std::time::Instant::now();
-        let outcome = self.call(event, body).await;
-        crate::metrics::metrics().webhook_call(outcome.status(), started.elapsed());
-        outcome
+        let mut content_type = None;
+        let outcome = self.call(event, body, &mut content_type).await;
+        let took = started.elapsed();
+        crate::metrics::metrics().webhook_call(outcome.status(), took);
+        Posted { outcome, content_type, took }
     }
 
-    async fn call(&self, event: &Value, body: String) -> Outcome {
+    async fn call(&self, event: &Value, body: String, content_type: &mut Option<HeaderValue>) -> Outcome {
         // Held until the answer is read, so the connection is free again when it is released.
         let Ok(_connection) = self.connections.acquire().await else {
             return failed(0, internal(), "the HTTP client is shut down".into());
@@ -114,6 +125,7 @@ impl Webhook {
             }
         };
         let status = response.status().as_u16();
+        *content_type = response.headers().get(CONTENT_TYPE).cloned();
         if !(200..300).contains(&status) {
             return failed(status, status_error(status), format!("webhook answered HTTP {status}"));
         }

@@ -22,6 +22,16 @@ impl Trail {
     }
 }
 
+/// What one filter hook decided, and how long it took (instantiation and teardown included): the
+/// way a stanza went, as `--dev` tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub filter: String,
+    pub hook: &'static str,
+    pub outcome: &'static str,
+    pub took: std::time::Duration,
+}
+
 /// Where the `before` hooks leave a stanza.
 #[derive(Debug)]
 pub enum BeforeOutcome {
@@ -81,18 +91,30 @@ impl FilterChain {
         self.filters.iter().map(describe).collect()
     }
 
-    /// Runs the `before` hooks on the event's JSON text.
-    pub async fn before(self: &Arc<Self>, event: String) -> BeforeOutcome {
-        self.off_thread(move |chain| chain.before_blocking(event))
-            .await
-            .unwrap_or_else(|| BeforeOutcome::Reject { filter: "chain".into() })
+    /// Runs the `before` hooks on the event's JSON text; with each hook's verdict in order.
+    pub async fn before(self: &Arc<Self>, event: String) -> (BeforeOutcome, Vec<Verdict>) {
+        self.off_thread(move |chain| {
+            let mut verdicts = Vec::with_capacity(chain.filters.len());
+            (chain.before_blocking(event, &mut verdicts), verdicts)
+        })
+        .await
+        .unwrap_or_else(|| (BeforeOutcome::Reject { filter: "chain".into() }, Vec::new()))
     }
 
-    /// Runs the `after` hooks of the filters in `trail`, last first, on the reply's JSON text.
-    pub async fn after(self: &Arc<Self>, trail: Trail, status: u16, reply: Option<String>) -> AfterOutcome {
-        self.off_thread(move |chain| chain.after_blocking(trail, status, reply))
-            .await
-            .unwrap_or_else(|| AfterOutcome::Reject { filter: "chain".into() })
+    /// Runs the `after` hooks of the filters in `trail`, last first, on the reply's JSON text;
+    /// with each hook's verdict in order.
+    pub async fn after(
+        self: &Arc<Self>,
+        trail: Trail,
+        status: u16,
+        reply: Option<String>,
+    ) -> (AfterOutcome, Vec<Verdict>) {
+        self.off_thread(move |chain| {
+            let mut verdicts = Vec::with_capacity(trail.seen.len());
+            (chain.after_blocking(trail, status, reply, &mut verdicts), verdicts)
+        })
+        .await
+        .unwrap_or_else(|| (AfterOutcome::Reject { filter: "chain".into() }, Vec::new()))
     }
 
     /// Runs `work` on a filter thread (guests are CPU work). `None` if it failed, which is logged.
@@ -105,7 +127,7 @@ impl FilterChain {
         workers.run(move || work(&chain)).await
     }
 
-    fn before_blocking(&self, mut event: String) -> BeforeOutcome {
+    fn before_blocking(&self, mut event: String, verdicts: &mut Vec<Verdict>) -> BeforeOutcome {
         let mut trail = Trail::default();
         for (index, filter) in self.filters.iter().enumerate() {
             let (result, report) = filter.before(&event);
@@ -117,7 +139,7 @@ impl FilterChain {
                 Ok(BeforeDecision::Drop) => "drop",
                 Err(_) => "error",
             };
-            record(filter, "before", outcome, &report);
+            verdicts.push(record(filter, "before", outcome, &report));
             match result {
                 Ok(BeforeDecision::Pass) => trail.seen.push((index, event.clone())),
                 Ok(BeforeDecision::Rewrite(new_event)) => {
@@ -141,7 +163,13 @@ impl FilterChain {
         BeforeOutcome::Post { event, trail }
     }
 
-    fn after_blocking(&self, trail: Trail, status: u16, mut reply: Option<String>) -> AfterOutcome {
+    fn after_blocking(
+        &self,
+        trail: Trail,
+        status: u16,
+        mut reply: Option<String>,
+        verdicts: &mut Vec<Verdict>,
+    ) -> AfterOutcome {
         // Replacements stay text until the end: the next filter reads the text anyway.
         let mut replaced_by: Option<&LoadedFilter> = None;
         for (index, seen) in trail.seen.iter().rev() {
@@ -156,7 +184,7 @@ impl FilterChain {
                 Ok(AfterDecision::Drop) => "drop",
                 Err(_) => "error",
             };
-            record(filter, "after", outcome, &report);
+            verdicts.push(record(filter, "after", outcome, &report));
             match result {
                 Ok(AfterDecision::Replace(text)) => {
                     reply = Some(text.into_string());
@@ -193,9 +221,10 @@ fn failed(filter: &LoadedFilter, hook: &str, error: &FilterError) -> OnError {
     on_error
 }
 
-fn record(filter: &LoadedFilter, hook: &'static str, outcome: &'static str, report: &CallReport) {
+fn record(filter: &LoadedFilter, hook: &'static str, outcome: &'static str, report: &CallReport) -> Verdict {
     let took = report.instantiate + report.call + report.teardown;
     crate::metrics::metrics().filter_call(filter.name(), hook, outcome, took);
+    Verdict { filter: filter.name().to_owned(), hook, outcome, took }
 }
 
 /// The guest's own log lines, tagged with its name, inside the stanza's span.

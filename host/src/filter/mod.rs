@@ -26,7 +26,7 @@ use std::time::Duration;
 
 pub use cache::{CompileCache, content_hash};
 pub use call::{AfterDecision, BeforeDecision, CallReport, FilterError, JsonText, LoadedFilter};
-pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail};
+pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail, Verdict};
 pub use engine::{FilterEngine, MAX_MEMORY_BYTES};
 pub use loader::{FilterLoader, Loaded};
 

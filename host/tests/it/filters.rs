@@ -40,6 +40,42 @@ async fn commands_answers_itself_and_passes_the_rest() {
     assert_eq!(b.webhook_saw(1).await[0].event["body"], "hello");
 }
 
+/// `--dev` tells each stanza's way in one line: the filters' verdicts, the POST with its status
+/// and content type, what was sent back, and the time taken.
+#[tokio::test]
+async fn dev_tells_each_stanzas_way_in_one_line() {
+    let Some(wasm) = guest(EXAMPLES, "commands") else { return };
+    let toml = entry(&wasm, "commands", "");
+    let Some(mut b) = Bridge::start(Options { toml: &toml, dev: true, ..Options::default() }).await else { return };
+    let way = |log: String, marker: &str| -> String {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("stanzahook::way") && l.contains(marker)).collect();
+        assert_eq!(lines.len(), 1, "one line for the stanza marked {marker:?}:\n{log}");
+        lines[0].to_owned()
+    };
+    b.ask("echo", "/ping").await;
+    b.host.wait_for_log("\"pong\"", WAIT).await.expect("the /ping line");
+    let ping = way(b.host.log(), "\"pong\"");
+    assert!(ping.contains("commands before: answer ("), "{ping}");
+    assert!(!ping.contains("POST"), "answered by the filter, not posted: {ping}");
+    assert!(ping.contains(&format!("sent message chat to {} \"pong\"", b.alice.jid)), "{ping}");
+    assert!(ping.contains(" ms in all"), "{ping}");
+
+    b.ask("echo", "hello way").await;
+    b.host.wait_for_log("\"hello way\"", WAIT).await.expect("the echo line");
+    let echo = way(b.host.log(), "\"hello way\"");
+    let order =
+        ["commands before: pass", "POST → 200 application/json in ", "commands after: pass", "sent message chat"];
+    let at: Vec<Option<usize>> = order.iter().map(|step| echo.find(step)).collect();
+    assert!(at.iter().all(Option::is_some) && at.is_sorted(), "steps {order:?} in order: {echo}");
+
+    b.alice.send(&message(&format!("s500@{DOMAIN}"), "fails")).await.expect("send");
+    b.alice.expect(WAIT, "the error", |el| el.name() == "message").await.expect("error reply");
+    b.host.wait_for_log("(internal-server-error)", WAIT).await.expect("the failure line");
+    let failure = way(b.host.log(), "(internal-server-error)");
+    assert!(failure.contains("POST → 500"), "{failure}");
+    assert!(failure.contains("sent message error (internal-server-error) to"), "{failure}");
+}
+
 #[tokio::test]
 async fn reshape_speaks_a_chat_webhook_of_another_shape() {
     let Some(wasm) = guest(EXAMPLES, "reshape") else { return };

@@ -97,6 +97,8 @@ pub struct Options<'a> {
     pub muc: bool,
     /// stanzahook's log filter (`RUST_LOG`), where a test reads debug lines.
     pub log: Option<&'a str>,
+    /// Run with `--dev`.
+    pub dev: bool,
 }
 
 impl Bridge {
@@ -127,6 +129,9 @@ impl Bridge {
         }
         if options.json_log {
             args.extend(["--log-format".to_owned(), "json".to_owned()]);
+        }
+        if options.dev {
+            args.push("--dev".to_owned());
         }
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
