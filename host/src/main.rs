@@ -64,9 +64,13 @@ struct FilterRunArgs {
     /// Also run the `after` hook, with this reply JSON (status 200 unless --status says otherwise).
     #[arg(long)]
     reply: Option<PathBuf>,
-    /// A setting of the filter's config, KEY=VALUE; repeatable.
-    #[arg(long = "config", value_name = "KEY=VALUE")]
-    config: Vec<String>,
+    /// A setting of the filter's config (what `[filter.config]` holds in a config file),
+    /// KEY=VALUE; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
+    /// The first name of --set, which meant a config file everywhere else; still accepted.
+    #[arg(long = "config", value_name = "KEY=VALUE", hide = true)]
+    old_settings: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -177,10 +181,16 @@ fn main() -> ExitCode {
 }
 
 fn filter_run(args: &FilterRunArgs) -> ExitCode {
+    if !args.old_settings.is_empty() {
+        eprintln!("stanzahook: `filter run --config KEY=VALUE` is now `--set KEY=VALUE`");
+    }
     let mut config = std::collections::BTreeMap::new();
-    for entry in &args.config {
+    for entry in args.settings.iter().chain(&args.old_settings) {
         let Some((key, value)) = entry.split_once('=') else {
-            eprintln!("stanzahook: --config {entry:?}: expected KEY=VALUE");
+            eprintln!(
+                "stanzahook: --set {entry:?}: expected KEY=VALUE, a setting of the filter's config (a config file is \
+                 for `stanzahook run` and `check`)"
+            );
             return ExitCode::from(2);
         };
         config.insert(key.to_owned(), value.to_owned());

@@ -139,7 +139,7 @@ fn filter_run_shows_each_example_decision() {
     assert!(out.contains("after (status 200): replace") && out.contains("\"body\": \"hello from slack\""), "{out}");
 
     let (code, out, err) =
-        stanzahook(&["filter", "run", &wasm("redact"), "--event", &secret, "--config", "patterns=password"]);
+        stanzahook(&["filter", "run", &wasm("redact"), "--event", &secret, "--set", "patterns=password"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("before: rewrite") && out.contains("my [redacted]"), "{out}");
     assert!(out.contains("a fresh instance per call"), "{out}");
@@ -149,13 +149,22 @@ fn filter_run_shows_each_example_decision() {
         &wasm("redact"),
         "--event",
         &secret,
-        "--config",
+        "--set",
         "patterns=password",
         "--config",
         "action=drop",
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("before: drop") && out.contains("log info: dropped a message"), "{out}");
+    // `--config` meant a file everywhere else: its first use for settings still works, told so.
+    let (code, _, err) =
+        stanzahook(&["filter", "run", &wasm("redact"), "--event", &secret, "--config", "patterns=password"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("is now `--set KEY=VALUE`"), "{err}");
+    let (code, _, err) =
+        stanzahook(&["filter", "run", &wasm("redact"), "--event", &secret, "--set", "stanzahook.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected KEY=VALUE") && err.contains("a config file is for `stanzahook run`"), "{err}");
 
     let failing = testkit::guests::wasm("host/tests/guests", "fail").expect("builds").display().to_string();
     let (code, out, _) = stanzahook(&["filter", "run", &failing, "--event", &ping]);
@@ -164,7 +173,7 @@ fn filter_run_shows_each_example_decision() {
 
     // A 16 MiB error message was printed whole.
     let hostile = testkit::guests::wasm("host/tests/guests", "hostile").expect("builds").display().to_string();
-    let (code, out, _) = stanzahook(&["filter", "run", &hostile, "--event", &ping, "--config", "mode=huge-error"]);
+    let (code, out, _) = stanzahook(&["filter", "run", &hostile, "--event", &ping, "--set", "mode=huge-error"]);
     assert_eq!(code, 1, "{out:.400}");
     assert!(out.len() < 8 * 1024, "filter run printed {} bytes", out.len());
     assert!(out.contains("before: error: returned an error: EEEE") && out.contains("more bytes cut]"), "{out:.400}");
