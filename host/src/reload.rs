@@ -105,6 +105,11 @@ impl Reloader {
             if loaded.kept > 0 || config_refused {
                 return failed();
             }
+            // Said, not silent: a file saved back as it was (a broken build undone, a touch)
+            // otherwise looks like a reload that never happened.
+            let versions = self.loader.versions();
+            let filters = if versions.is_empty() { "no filters".to_owned() } else { versions.join(", ") };
+            tracing::info!("reload: nothing changed; serving the config and filters as before: {filters}");
             return Reloaded::Unchanged;
         }
         let webhook = if config_changed {

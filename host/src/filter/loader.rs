@@ -154,6 +154,17 @@ impl FilterLoader {
         }
     }
 
+    /// The filter files being served with their versions, for the log: `path (version 0e6af67626a9)`.
+    pub fn versions(&self) -> Vec<String> {
+        let mut versions: Vec<String> = self
+            .serving
+            .iter()
+            .map(|(path, version)| format!("{} (version {})", path.display(), &version.hash[..12]))
+            .collect();
+        versions.sort();
+        versions
+    }
+
     /// The files of the chain being served.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.serving.keys().map(PathBuf::as_path)

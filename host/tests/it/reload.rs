@@ -151,6 +151,14 @@ async fn a_broken_filter_file_never_replaces_a_working_one() {
         let text = format!("m{}", n + 1);
         assert_eq!(body(&b.ask("echo", &text).await), Some(format!("{text}Tt")), "{what}: the old filter serves");
     }
+    // The served bytes written back (a broken build undone): nothing to swap, and the log says so.
+    std::fs::write(&live, &tag).expect("write the served version back");
+    b.host
+        .wait_for_log("reload: nothing changed; serving the config and filters as before", RELOAD_WAIT)
+        .await
+        .expect("said");
+    assert!(b.host.log().contains(&format!("{} (version ", live.display())), "{}", b.host.log());
+    assert_eq!(body(&b.ask("echo", "m4").await).as_deref(), Some("m4Tt"));
     // Fixing the file later swaps the new version in.
     let reloads = count(&b.host.log(), "reloaded in");
     std::fs::write(&live, &commands).expect("write the fix");
