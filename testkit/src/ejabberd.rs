@@ -23,6 +23,9 @@ const START_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Ejabberd {
     process: ServerProcess,
+    /// Accounts made in ejabberd's own database at start, for the example config (whose
+    /// `auth_method` is `internal`); empty when the generated config's auth script knows them.
+    register: Vec<(String, String)>,
 }
 
 impl Ejabberd {
@@ -31,11 +34,18 @@ impl Ejabberd {
         let process = ServerProcess::prepare("ejabberd", &["ejabberd.log"], setup)?;
         let dir = process.dir();
         std::fs::create_dir_all(dir.join("spool"))?;
-        let auth = dir.join("auth.py");
-        std::fs::write(&auth, auth_script(setup))?;
-        make_executable(&auth)?;
-        std::fs::write(dir.join("ejabberd.yml"), config(&auth, process.c2s_port, process.component_port, setup))?;
-        let mut ejabberd = Ejabberd { process };
+        let mut register = Vec::new();
+        if setup.from_example {
+            let ports = [("- port: 5222", process.c2s_port), ("- port: 5347", process.component_port)];
+            std::fs::write(dir.join("ejabberd.yml"), crate::server::example_config("ejabberd.yml", ports)?)?;
+            register.clone_from(&setup.users);
+        } else {
+            let auth = dir.join("auth.py");
+            std::fs::write(&auth, auth_script(setup))?;
+            make_executable(&auth)?;
+            std::fs::write(dir.join("ejabberd.yml"), config(&auth, process.c2s_port, process.component_port, setup))?;
+        }
+        let mut ejabberd = Ejabberd { process, register };
         ejabberd.spawn()?;
         Ok(ejabberd)
     }
@@ -63,6 +73,13 @@ impl TestServer for Ejabberd {
             .args(["-noinput", "-noshell", "-mnesia", "dir"])
             .arg(format!("{:?}", dir.join("spool").display().to_string()))
             .args(["-s", "ejabberd"])
+            // As `ejabberdctl register` would, once ejabberd has started (`-s` runs first).
+            .args(self.register.iter().flat_map(|(user, password)| {
+                [
+                    "-eval".to_owned(),
+                    format!("ejabberd_auth:try_register(<<{user:?}>>, <<\"localhost\">>, <<{password:?}>>)."),
+                ]
+            }))
             .env("ERL_LIBS", libs)
             .env("EJABBERD_CONFIG_PATH", dir.join("ejabberd.yml"))
             .env("EJABBERD_LOG_PATH", dir.join("ejabberd.log"))

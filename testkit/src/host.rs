@@ -62,6 +62,11 @@ impl HostProcess {
     }
 
     /// Everything it logged so far.
+    /// The file stanzahook's log (its stderr) goes to.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -30,8 +30,28 @@ impl Prosody {
                 format!("return {{ [\"password\"] = {}; }};\n", lua_string(password)),
             )?;
         }
-        let cfg = config(dir, process.c2s_port, process.component_port, setup);
-        std::fs::write(dir.join("prosody.cfg.lua"), cfg)?;
+        if setup.from_example {
+            let ports =
+                [("c2s_ports = { 5222 }", process.c2s_port), ("component_ports = { 5347 }", process.component_port)];
+            std::fs::write(dir.join("prosody.cfg.lua"), crate::server::example_config("prosody.cfg.lua", ports)?)?;
+            // As the example tells a newcomer: accounts made with prosodyctl, hashed.
+            std::fs::remove_dir_all(dir.join("data"))?;
+            for (user, password) in &setup.users {
+                let status = Command::new("prosodyctl")
+                    .arg("--config")
+                    .arg(dir.join("prosody.cfg.lua"))
+                    .args(["register", user, CLIENT_DOMAIN, password])
+                    .current_dir(dir)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .context("running prosodyctl")?;
+                anyhow::ensure!(status.success(), "prosodyctl register {user} failed: {status}");
+            }
+        } else {
+            let cfg = config(dir, process.c2s_port, process.component_port, setup);
+            std::fs::write(dir.join("prosody.cfg.lua"), cfg)?;
+        }
         let mut prosody = Prosody { process };
         prosody.spawn()?;
         Ok(prosody)
@@ -59,7 +79,12 @@ impl TestServer for Prosody {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new("prosody");
-        command.arg("--config").arg(self.process.dir().join("prosody.cfg.lua")).arg("-F");
+        // The example config's paths are relative to where Prosody starts, as for a newcomer.
+        command
+            .arg("--config")
+            .arg(self.process.dir().join("prosody.cfg.lua"))
+            .arg("-F")
+            .current_dir(self.process.dir());
         self.process.spawn(command, Duration::from_secs(15))
     }
 }

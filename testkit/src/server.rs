@@ -21,7 +21,19 @@ pub struct ServerSetup {
     /// A group chat (XEP-0045) service on this domain, where anyone on the server (local users
     /// and the components) may create and join rooms.
     pub muc: Option<String>,
+    /// Run the server from its example config in `examples/servers/` (on free ports) instead
+    /// of a generated one: what a newcomer starts is what the quick start and its test run.
+    /// Its component and rooms are the example's (`EXAMPLE_DOMAIN`, `EXAMPLE_SECRET`,
+    /// `EXAMPLE_MUC`); `components` and `muc` are not used.
+    pub from_example: bool,
 }
+
+/// The component domain the example server configs hand to stanzahook.
+pub const EXAMPLE_DOMAIN: &str = "bot.localhost";
+/// Its secret in the example configs.
+pub const EXAMPLE_SECRET: &str = "change me: a long random secret";
+/// The group chat service of the example configs.
+pub const EXAMPLE_MUC: &str = "rooms.localhost";
 
 impl ServerSetup {
     pub fn component(mut self, domain: &str, secret: &str) -> Self {
@@ -42,6 +54,29 @@ impl ServerSetup {
         self.muc = Some(domain.into());
         self
     }
+
+    /// The example config of `examples/servers/`, with its component and rooms.
+    pub fn example() -> Self {
+        ServerSetup { muc: Some(EXAMPLE_MUC.into()), from_example: true, ..ServerSetup::default() }
+    }
+}
+
+/// `examples/servers/{file}` with its client port (5222) and component port (5347) moved to
+/// the given ones, each found exactly once as `{prefix}5222{suffix}`: an edit that moves them
+/// elsewhere fails here, loudly, instead of testing a config nobody reads.
+pub(crate) fn example_config(file: &str, ports: [(&str, u16); 2]) -> anyhow::Result<String> {
+    let path = crate::guests::repo_root().join("examples/servers").join(file);
+    let mut text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    for (pattern, port) in ports {
+        let standard = if pattern.contains("5222") { "5222" } else { "5347" };
+        anyhow::ensure!(
+            text.matches(pattern).count() == 1,
+            "{}: expected `{pattern}` exactly once (the example's port setting)",
+            path.display()
+        );
+        text = text.replace(pattern, &pattern.replace(standard, &port.to_string()));
+    }
+    Ok(text)
 }
 
 /// A server process a test owns: a throwaway dir, two free loopback ports (clients, the

@@ -137,3 +137,40 @@ async fn python_room_bot_answers_its_commands_in_the_room() {
         "the bot answered small talk: {more:?}"
     );
 }
+
+/// The server configs of `examples/servers/`, only their ports moved: the server starts, takes a
+/// user made the way the file says (`prosodyctl register`, `ejabberdctl register`), serves
+/// stanzahook's component with the file's secret, a round trip through the webhook, and rooms.
+async fn the_example_server_config_on(server: crate::harness::Server) {
+    use testkit::server::{EXAMPLE_DOMAIN, EXAMPLE_MUC, EXAMPLE_SECRET};
+    let Some(server) = server.start(&testkit::ServerSetup::example().user("alice", "alicepw")) else { return };
+    let webhook = testkit::TestWebhook::start().await.expect("webhook starts");
+    let args = testkit::host::run_args(EXAMPLE_DOMAIN, &server.component_addr(), EXAMPLE_SECRET, &webhook.url, None);
+    let mut host = testkit::HostProcess::start(crate::harness::stanzahook_bin(), &args).expect("stanzahook starts");
+    if let Err(e) = host.wait_for_log("connected, serving", crate::harness::CONNECT_WAIT).await {
+        panic!("{e}\n{} log:\n{}", server.name(), server.log());
+    }
+    let mut alice = match testkit::XmppClient::login(server.c2s_port(), "alice", "alicepw").await {
+        Ok(alice) => alice,
+        Err(e) => panic!("alice, registered as the example says, cannot log in: {e:#}\n{}", server.log()),
+    };
+    alice.send(&message(&format!("echo@{EXAMPLE_DOMAIN}"), "hello, example")).await.expect("send");
+    let (reply, _) = alice.expect(WAIT, "the echo", |el| el.name() == "message").await.expect("echo");
+    assert_eq!(body(&reply).as_deref(), Some("hello, example"), "{reply:?}");
+    alice
+        .send(&format!(
+            "<iq type='get' to='{EXAMPLE_MUC}' id='rooms-1'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+        ))
+        .await
+        .expect("send");
+    let (info, _) =
+        alice.expect(WAIT, "the rooms service", |el| el.attr("id") == Some("rooms-1")).await.expect("disco");
+    assert_eq!(info.attr("type"), Some("result"), "{}: {}", server.name(), String::from(&info));
+    assert!(String::from(&info).contains("conference"), "a group chat service: {}", String::from(&info));
+}
+
+crate::harness::on_each_server!(
+    the_example_server_config_on,
+    the_example_prosody_config_serves_a_round_trip_and_rooms,
+    the_example_ejabberd_config_serves_a_round_trip_and_rooms
+);

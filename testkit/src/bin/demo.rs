@@ -1,5 +1,6 @@
 //! The quick start's round trip, printed (see `testkit::demo`). Run through `scripts/quickstart`,
-//! which installs Prosody and builds stanzahook first.
+//! which installs Prosody and builds stanzahook first. `--keep` leaves Prosody, the webhook and
+//! stanzahook running afterwards, for an XMPP client of the reader's own.
 
 use std::path::PathBuf;
 
@@ -13,5 +14,17 @@ async fn main() -> anyhow::Result<()> {
     if !stanzahook.is_file() {
         bail!("{} not found: build it first (cargo build -p stanzahook)", stanzahook.display());
     }
-    testkit::demo::run(&stanzahook, &testkit::demo::Transcript::printing()).await
+    let keep = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--keep") => true,
+        Some(other) => bail!("unknown argument {other:?}; the one option is --keep"),
+    };
+    let out = testkit::demo::Transcript::printing();
+    let running = testkit::demo::run(&stanzahook, &out).await?;
+    if keep {
+        running.keep(&out).await?;
+    } else {
+        println!("\n(scripts/quickstart --keep leaves it all running, to log in with an XMPP client of your own)");
+    }
+    Ok(())
 }
