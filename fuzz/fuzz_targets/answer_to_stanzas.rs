@@ -1,8 +1,8 @@
-//! A webhook's answer JSON → the reply stanzas sent to the server (SPEC §4).
+//! A webhook's answer JSON → the reply stanzas sent to the server (README: "The answer").
 //! The first byte picks the stanza answered (message, iq get, presence); the rest is the answer.
-//! Properties: nothing panics; every reply comes from the component's domain (SPEC §4.4) and goes
+//! Properties: nothing panics; every reply comes from the component's domain (README: "The answer") and goes
 //! to a valid address; it is well-formed XML of the length `xml_len` measured; an iq request
-//! gets exactly one iq answer with its id (SPEC §4.3).
+//! gets exactly one iq answer with its id (README: "The answer").
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

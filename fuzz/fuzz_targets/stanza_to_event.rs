@@ -1,4 +1,4 @@
-//! A stanza as the server sends it → the event JSON posted to the webhook (SPEC §3.2).
+//! A stanza as the server sends it → the event JSON posted to the webhook (README: "The request").
 //! Properties: nothing panics; the event's `stanza` is the length `xml_len` measured; it is
 //! well-formed XML that parses back to the same stanza; the event serialises as JSON.
 #![no_main]

@@ -60,7 +60,7 @@ impl<E: std::fmt::Display> From<E> for Error {
 /// The result of a hook.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The event stanzahook is about to POST (SPEC §3.2): `to`, `from`, `kind`, `stanza`, `body` (for
+/// The event stanzahook is about to POST (README: "The request"): `to`, `from`, `kind`, `stanza`, `body` (for
 /// messages with one), `type`, `id`, and whatever earlier filters added.
 ///
 /// The `after` hook's event is parsed only when the hook first reads it: most `after` hooks look
@@ -170,7 +170,7 @@ pub enum Before {
     Pass,
     /// Go on with this event instead.
     Rewrite(Event),
-    /// Answer with this reply JSON (SPEC §4) without calling the webhook.
+    /// Answer with this reply JSON (README: "The answer") without calling the webhook.
     Answer(Value),
     /// Drop the stanza: nothing is posted or sent.
     Drop,

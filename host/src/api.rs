@@ -1,11 +1,11 @@
-//! The operator's HTTP listener (SPEC §10.2), off unless `api.listen` is set:
+//! The operator's HTTP listener (README: "The operator API"), off unless `api.listen` is set:
 //! - `GET /healthz`: 200 while the component stream is up, 503 otherwise, with a short JSON body;
 //! - `GET /metrics`: the Prometheus text exposition of `metrics.rs`;
 //! - `GET /rooms`, `POST /rooms`, `DELETE /rooms/{jid}`: the rooms, joined and left at run time
-//!   (SPEC §11.5), behind the same token as `/send`;
-//! - `POST /send`: a reply JSON of SPEC §4 with `to` (or `room`, SPEC §11.3) required, behind a
-//!   bearer token, checked like a webhook's answer (SPEC §4.4) and queued for the server: how a
-//!   bot answers later than the webhook's timeout.
+//!   (README: "Group chat"), behind the same token as `/send`;
+//! - `POST /send`: a reply JSON as in the README's "The answer", with `to` (or `room`, see "Group
+//!   chat") required, behind a bearer token, checked like a webhook's answer and queued for the
+//!   server: how a bot answers later than the webhook's timeout.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -126,7 +126,7 @@ fn room_json(room: &crate::rooms::RoomStatus) -> Value {
     })
 }
 
-/// `GET /rooms`: every room, its state and where it comes from (SPEC §11.5).
+/// `GET /rooms`: every room, its state and where it comes from (README: "Group chat").
 async fn list_rooms(State(api): State<Api>, headers: HeaderMap) -> Response {
     if let Some(refusal) = refused(&api, &headers, "/rooms") {
         return refusal;
@@ -196,7 +196,7 @@ async fn send(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Respon
         Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
     };
     let domain = &live.config.domain;
-    // `room` instead of `to`: a groupchat message into a room the bot is in (SPEC §11.3), from
+    // `room` instead of `to`: a groupchat message into a room the bot is in (README: "Group chat"), from
     // its occupant address.
     let (answer, original) = match answer.get("room") {
         Some(Value::String(room)) => {

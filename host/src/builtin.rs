@@ -1,4 +1,4 @@
-//! Answers that need no webhook: presence (SPEC §5) and iq (SPEC §6) for the kinds that are not
+//! Answers that need no webhook: presence and iq (README: "Built-in answers") for the kinds that are not
 //! forwarded. Pure functions from a received stanza to the stanzas to send.
 
 use tokio_xmpp::jid::Jid;
@@ -14,7 +14,7 @@ use crate::stanza::{
 /// The features disco#info announces: exactly what this module answers.
 const FEATURES: [&str; 4] = [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION];
 
-/// The domain looks always online and accepts every subscription (SPEC §5).
+/// The domain looks always online and accepts every subscription (README: "Built-in answers").
 pub fn presence(el: &Element) -> Vec<Element> {
     let (Some(sender), Some(to)) = (el.attr("from"), el.attr("to")) else {
         return Vec::new();
@@ -40,7 +40,7 @@ pub fn presence(el: &Element) -> Vec<Element> {
     }
 }
 
-/// Service discovery, ping and version for the domain; everything else is refused (SPEC §6).
+/// Service discovery, ping and version for the domain; everything else is refused (README: "Built-in answers").
 pub fn iq(el: &Element, identity: &Identity) -> Vec<Element> {
     if !stanza::is_iq_request(el) {
         return Vec::new();

@@ -30,24 +30,24 @@ pub struct Config {
     pub identity: Identity,
     /// How long in-flight webhook calls may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
-    /// Filters, in chain order (SPEC §7).
+    /// Filters, in chain order (README: "Filters").
     pub filters: Vec<FilterSettings>,
-    /// Reload filters and this file when they change on disk (SPEC §8.1).
+    /// Reload filters and this file when they change on disk (README: "Reloading while serving").
     pub watch: bool,
-    /// Where compiled filters are kept across restarts (SPEC §8.2); `None` when turned off.
+    /// Where compiled filters are kept across restarts (README: "Reloading while serving"); `None` when turned off.
     pub compile_cache: Option<PathBuf>,
-    /// The operator's HTTP listener (SPEC §10.2); off unless `api.listen` is set.
+    /// The operator's HTTP listener (README: "The operator API"); off unless `api.listen` is set.
     pub api: ApiSettings,
-    /// Group chats joined on every (re)connect (SPEC §11), each room once.
+    /// Group chats joined on every (re)connect (README: "Group chat"), each room once.
     pub rooms: Vec<RoomSettings>,
-    /// Sent in plain text in place of a stanza error, which a room answers with a kick (SPEC
-    /// §11.3.1); `None`: nothing is sent.
+    /// Sent in plain text in place of a stanza error, which a room answers with a kick (README:
+    /// "Group chat"); `None`: nothing is sent.
     pub room_error_text: Option<String>,
-    /// Replies per room per minute, beyond which they are dropped (SPEC §11.4).
+    /// Replies per room per minute, beyond which they are dropped (README: "Group chat").
     pub room_reply_limit: usize,
     /// A room quiet this long gets a self-ping (XEP-0410) to check the bot is still in it.
     pub room_ping_interval: Duration,
-    /// Join a room the bot is invited to (SPEC §11.5).
+    /// Join a room the bot is invited to (README: "Group chat").
     pub accept_invites: bool,
     /// Where what must survive a restart is kept (the rooms joined at run time); `None` when off.
     pub state_dir: Option<PathBuf>,
@@ -128,7 +128,7 @@ pub struct WebhookSettings {
     pub max_in_flight: usize,
     /// HTTP connections to the webhook open at once; stanzas in flight beyond them wait for one.
     pub max_connections: usize,
-    /// Signs requests when it holds keys (SPEC §3.3).
+    /// Signs requests when it holds keys (README: "The request").
     pub signer: crate::signing::Signer,
 }
 

@@ -1,5 +1,5 @@
 //! Whether the component stream is up, since when, and the last connection error: what
-//! `GET /healthz` reports (SPEC §10.2), and what the rooms follow to join again on every new
+//! `GET /healthz` reports (README: "The operator API"), and what the rooms follow to join again on every new
 //! connection. The connection task writes it (and with it the `connected` and `reconnects`
 //! metrics); the API and the rooms read it.
 

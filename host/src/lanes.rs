@@ -1,4 +1,4 @@
-//! Per-sender lanes (SPEC §3.5): one sender's stanzas are handled one after another, so its
+//! Per-sender lanes (README: "The request"): one sender's stanzas are handled one after another, so its
 //! replies leave in the order its stanzas arrived; different senders are handled concurrently.
 
 use std::collections::{HashMap, VecDeque};

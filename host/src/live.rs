@@ -1,7 +1,7 @@
 //! What stanzas are served with right now: the config, the webhook client made from it and the
 //! filter chain, as one snapshot. A reload swaps the whole snapshot atomically; a stanza takes the
 //! snapshot once when its handling starts and keeps it to the end, so its `before` and `after`
-//! hooks run in the same chain and its reply goes through the same checks (SPEC §8.1).
+//! hooks run in the same chain and its reply goes through the same checks (README: "Reloading while serving").
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! What stanzahook counts, for `GET /metrics` (SPEC §10.2): one registry for the process, filled
+//! What stanzahook counts, for `GET /metrics` (README: "The operator API"): one registry for the process, filled
 //! where things happen (connection, pipeline, webhook, filters, reloads) and written out in the
 //! Prometheus/OpenMetrics text format by prometheus-client.
 

@@ -1,4 +1,4 @@
-//! The webhook JSON contract (SPEC §3.2 and §4): a received stanza becomes the event JSON, and the
+//! The webhook JSON contract (README: "The request", "The answer"): a received stanza becomes the event JSON, and the
 //! webhook's answer JSON becomes the reply stanzas. Pure functions, no I/O.
 
 use serde_json::{Map, Value};
@@ -9,7 +9,7 @@ use crate::stanza::{
     self, ErrorType, Kind, NS_COMPONENT, ParseStanzaError, StanzaError, is_iq_request, new_stanza, set_attr,
 };
 
-/// The event JSON posted for a received stanza (SPEC §3.2). The five reference keys keep their
+/// The event JSON posted for a received stanza (README: "The request"). The five reference keys keep their
 /// meaning; `type` and `id` are added when the stanza has them.
 pub fn event(el: &Element) -> Value {
     let mut map = Map::new();
@@ -36,7 +36,7 @@ pub fn event(el: &Element) -> Value {
     Value::Object(map)
 }
 
-/// The keys a message from a room's occupant adds to its event (SPEC §11.2): the room's bare
+/// The keys a message from a room's occupant adds to its event (README: "Group chat"): the room's bare
 /// address, the sender's nick, and whether the message mentions the bot.
 pub fn add_room_keys(event: &mut Value, occupancy: &crate::rooms::Occupancy) {
     if let Value::Object(map) = event {
@@ -47,7 +47,7 @@ pub fn add_room_keys(event: &mut Value, occupancy: &crate::rooms::Occupancy) {
 }
 
 /// An invitation as the event's `invite` object: `{room, from, reason, password}` with the keys
-/// the invitation has (SPEC §11.5).
+/// the invitation has (README: "Group chat").
 fn invite(message: &Element) -> Option<Value> {
     let invite = crate::rooms::muc::invite(message)?;
     let mut map = Map::new();
@@ -80,7 +80,8 @@ pub enum AnswerError {
 }
 
 impl AnswerError {
-    /// The stanza error the original sender receives instead of the reply (SPEC §4.4, §4.6).
+    /// The stanza error the original sender receives instead of the reply (README: "The answer", "When something goes
+    /// wrong").
     pub fn to_stanza_error(&self) -> StanzaError {
         match self {
             AnswerError::ForeignFrom { .. } => StanzaError::new(ErrorType::Cancel, "not-allowed")
@@ -97,11 +98,11 @@ fn bad(key: &'static str, why: impl Into<String>) -> AnswerError {
     AnswerError::BadKey { key, why: why.into() }
 }
 
-/// Builds the reply stanzas for a 200 JSON `answer` to `original` (SPEC §4.1–§4.4), for the
-/// component serving `domain`. An iq get/set always gets exactly one iq answer (SPEC §4.3).
+/// Builds the reply stanzas for a 200 JSON `answer` to `original` (README: "The answer"), for the
+/// component serving `domain`. An iq get/set always gets exactly one iq answer (README: "The answer").
 pub fn replies(answer: &Value, original: &Element, domain: &str) -> Result<Vec<Element>, AnswerError> {
     let map = answer.as_object().ok_or(AnswerError::NotAnObject)?;
-    // A room message is answered in the room: to its bare address (SPEC §11.3); the room takes
+    // A room message is answered in the room: to its bare address (README: "Group chat"); the room takes
     // it only from the occupant address it was sent to, which is the default `from`.
     let original_from = original.attr("from").unwrap_or("");
     let default_to = if is_groupchat(original) { stanza::bare(original_from) } else { original_from };
@@ -179,7 +180,7 @@ fn from_keys(
     let body = match map.get("body") {
         None | Some(Value::Null) => None,
         // Webhooks written for the reference send `body` with every reply, whatever its kind,
-        // and the reference ignores it there (SPEC §4.1): so does stanzahook.
+        // and the reference ignores it there (README: "The answer"): so does stanzahook.
         Some(_) if kind != Kind::Message => {
             tracing::debug!("ignoring `body` in a {kind} reply: only a message carries one");
             None
@@ -222,8 +223,8 @@ fn string_key<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Opti
 }
 
 /// `to` must be an address outside our domain: the server routes a stanza to our domain back to
-/// us, and the answer to it would be sent again, forever (SPEC §2.4). `from` must be at exactly
-/// our domain, since Prosody closes the whole stream for any other (SPEC §4.4). Both are written
+/// us, and the answer to it would be sent again, forever (README: "When something goes wrong"). `from` must be at exactly
+/// our domain, since Prosody closes the whole stream for any other (README: "The answer"). Both are written
 /// back normalised.
 fn check_addresses(el: &mut Element, domain: &str) -> Result<(), AnswerError> {
     let to_text = el.attr("to").unwrap_or("").to_owned();

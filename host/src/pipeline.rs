@@ -83,14 +83,14 @@ impl Pipeline {
     }
 
     /// Queues the stanza in its sender's lane; the lane's task handles it after the sender's
-    /// earlier stanzas (SPEC §3.5).
+    /// earlier stanzas (README: "The request").
     async fn dispatch(&self, el: Element) {
         let Some(kind) = Kind::of(&el) else { return };
         crate::metrics::metrics().stanza_received(kind.as_str());
         let from = el.attr("from").unwrap_or("");
         if stanza::is_at_domain(from, &self.shared.live.load().config.domain) {
             // Only stanzahook itself sends from its domain (its keepalive echo is handled by the
-            // connection): answering this would start a loop (SPEC §2.4).
+            // connection): answering this would start a loop (README: "When something goes wrong").
             tracing::warn!(from, kind = kind.as_str(), "not handled: it comes from this component's own domain");
             return;
         }
@@ -152,7 +152,7 @@ fn stanza_span(el: &Element) -> tracing::Span {
 
 impl Shared {
     /// With `accept_invites`, joins the room an invitation names, as the address invited; the
-    /// invitation is still forwarded (SPEC §11.5).
+    /// invitation is still forwarded (README: "Group chat").
     fn accept_invite(&self, el: &Element, invite: crate::rooms::muc::Invite) {
         let live = self.live.load();
         if !live.config.accept_invites {
@@ -179,7 +179,7 @@ impl Shared {
 }
 
 /// One stanza's handling: everything it uses comes from one snapshot, so a reload in the middle
-/// (SPEC §8.1) cannot give its `after` hooks another chain than its `before` hooks.
+/// (README: "Reloading while serving") cannot give its `after` hooks another chain than its `before` hooks.
 struct Handling<'a> {
     live: &'a Live,
     outbox: &'a Outbox,
@@ -209,7 +209,7 @@ impl Handling<'_> {
         }
     }
 
-    /// Filters before → webhook → filters after → replies (SPEC §7.1, §7.2).
+    /// Filters before → webhook → filters after → replies (README: "Filters").
     async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way) {
         let mut event = payload::event(el);
         if let Some(occupancy) = occupancy {
@@ -288,7 +288,7 @@ impl Handling<'_> {
         }
     }
 
-    /// A filter failed with `on_error = "reject"` (SPEC §7.4).
+    /// A filter failed with `on_error = "reject"` (README: "Filters").
     fn rejected(&self, el: &Element, filter: &str, way: &mut Way) {
         tracing::warn!(filter, "answering internal-server-error: the filter failed and rejects on error");
         way.note(&format!("rejected: {filter} failed"));
@@ -302,7 +302,8 @@ impl Handling<'_> {
         way.end();
     }
 
-    /// The one gate every reply passes (SPEC §2.2, §3.4.1, §4.7, §11.3.1, §11.4).
+    /// The one gate every reply passes (README: "The JSON contract", "When something goes wrong", "The answer", "Group
+    /// chat").
     fn send(&self, original: &Element, replies: Vec<Element>, way: &mut Way) {
         if stanza::is_unanswerable(original) {
             if !replies.is_empty() {

@@ -1,4 +1,4 @@
-//! Reloading (SPEC §8): reads the config file and the filter files again, and when something
+//! Reloading (README: "Reloading while serving"): reads the config file and the filter files again, and when something
 //! changed, builds a new `Live` snapshot and swaps it in whole. What cannot be applied is
 //! reported and leaves the current snapshot serving: a config file with a mistake, a filter that
 //! no longer compiles, settings that need a new XMPP connection.

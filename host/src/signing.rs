@@ -1,4 +1,4 @@
-//! Request signing the Standard Webhooks way (SPEC §3.3): `webhook-id`, `webhook-timestamp` and
+//! Request signing the Standard Webhooks way (README: "The request"): `webhook-id`, `webhook-timestamp` and
 //! `webhook-signature` (`v1,` + base64 HMAC-SHA256 of `id.timestamp.body`), one signature per
 //! configured secret so that keys can be rotated. Webhook authors verify with any Standard
 //! Webhooks library.

@@ -331,7 +331,7 @@ pub enum ParseStanzaError {
     TooDeep(#[from] crate::xml_depth::TooDeep),
 }
 
-/// Parses a webhook's `stanza` string into one stanza in the component namespace (SPEC §4.2).
+/// Parses a webhook's `stanza` string into one stanza in the component namespace (README: "The answer").
 ///
 /// The text is parsed inside a wrapper that declares the component namespace as the default, so
 /// an element without `xmlns` lands in it; `jabber:client` is rewritten to it throughout, since

@@ -1,6 +1,6 @@
 //! What must survive a restart, in one SQLite file in the state directory: the only user of
 //! rusqlite. Today that is the rooms joined at run time (on an invitation, or through `POST
-//! /rooms`; SPEC §11.5), so that a restart joins them again. The file is made the first time
+//! /rooms`; the README's "Group chat"), so that a restart joins them again. The file is made the first time
 //! something is kept; a stanzahook that never keeps anything writes nothing.
 //!
 //! Calls block on disk: the async thread makes them through `tokio::task::spawn_blocking`.

@@ -1,7 +1,7 @@
-//! What starts a reload: SIGHUP, always; and with `watch` on, a change to the config file or a
-//! filter file (SPEC §8.1). File events are not trusted one by one: a `cargo build` or an editor
-//! writes, renames and writes again, so events are gathered until the files have been quiet for
-//! a moment, and the reload itself compares contents, not events.
+//! What starts a reload: SIGHUP, always; and with `watch` on, a change to the config file or a filter file (README:
+//! "Reloading while serving"). File events are not trusted one by one: a `cargo build` or an editor writes, renames and
+//! writes again, so events are gathered until the files have been quiet for a moment, and the reload itself compares
+//! contents, not events.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

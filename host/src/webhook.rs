@@ -1,5 +1,5 @@
 //! The webhook: the one shared HTTP client, its limits, and the mapping of every HTTP outcome to
-//! what the sender gets (SPEC §3.1, §3.4, §4.5, §4.6).
+//! what the sender gets (README: "The request", "When something goes wrong").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ const USER_AGENT: &str = concat!("stanzahook/", env!("CARGO_PKG_VERSION"));
 pub enum Outcome {
     /// A `200` with a JSON body: the answer, to be turned into a reply.
     Answer(Value),
-    /// A `2xx` that asks for no reply (SPEC §4.5).
+    /// A `2xx` that asks for no reply (README: "When something goes wrong").
     NoReply { status: u16 },
     /// Anything else: the error the sender receives, and what to log; `status` is 0 when no
     /// HTTP answer came.
@@ -174,7 +174,7 @@ impl Webhook {
     }
 }
 
-/// The `webhook-id` of an event (SPEC §3.3: unique per delivery, stable across retries).
+/// The `webhook-id` of an event (the README's "The request": unique per delivery, stable across retries).
 /// stanzahook itself never retries, but a client may resend a stanza after its own reconnect;
 /// a stanza with an `id` therefore gets an id derived from the stanza as sent to the webhook, so
 /// the same stanza delivered twice carries the same `webhook-id` and the webhook can drop the
@@ -226,7 +226,7 @@ fn is_json_media_type(value: &str) -> bool {
     value.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// The stanza error for a non-2xx status, as the reference maps it (SPEC §4.6).
+/// The stanza error for a non-2xx status, as the reference maps it (README: "When something goes wrong").
 pub fn status_error(status: u16) -> StanzaError {
     use ErrorType::*;
     let (t, condition, text) = match status {

@@ -1,5 +1,5 @@
 //! A scriptable webhook (a real HTTP server, axum on loopback). What it answers depends on the
-//! local part of the stanza's `to`, so one server covers every outcome of SPEC §4:
+//! local part of the stanza's `to`, so one server covers every outcome of the README's "The answer":
 //!
 //! | `to` local part | answer |
 //! | --- | --- |

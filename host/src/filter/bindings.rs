@@ -3,7 +3,7 @@
 //!
 //! Every string a guest hands over (a hook's verdict or error, a log message, a config key) is
 //! read as a `WasmStr`, a view into the guest's memory, so that it is measured before anything
-//! is copied (SPEC §7.6): `bindgen!`'s own lifting copies each string whole first.
+//! is copied (README: "Filters"): `bindgen!`'s own lifting copies each string whole first.
 
 use anyhow::Context;
 use wasmtime::StoreContextMut;

@@ -1,8 +1,8 @@
-//! Compiled filters on disk (SPEC §8.2), so a restart does not recompile: one file per component,
-//! named by the SHA-256 of the `.wasm` and by the engine's compatibility hash (wasmtime version,
-//! compiler and settings). Loading machine code from a file is only sound for files this program
-//! wrote, so the cache trusts a file only when it and its directory belong to this user and no one
-//! else may write them; wasmtime checks the artefact's header against the engine as well.
+//! Compiled filters on disk (README: "Reloading while serving"), so a restart does not recompile: one file per
+//! component, named by the SHA-256 of the `.wasm` and by the engine's compatibility hash (wasmtime version, compiler
+//! and settings). Loading machine code from a file is only sound for files this program wrote, so the cache trusts a
+//! file only when it and its directory belong to this user and no one else may write them; wasmtime checks the
+//! artefact's header against the engine as well.
 
 use std::fs;
 use std::hash::{Hash, Hasher};

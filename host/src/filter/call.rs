@@ -89,7 +89,7 @@ pub(super) fn tree(text: &str) -> Result<Value, FilterError> {
     serde_json::from_str(text).map_err(|e| FilterError::InvalidJson(e.to_string()))
 }
 
-/// An event must stay an object (SPEC §3.2). Well-formed JSON, so its first character tells.
+/// An event must stay an object (README: "The request"). Well-formed JSON, so its first character tells.
 fn object(json: JsonText) -> Result<JsonText, FilterError> {
     if json.as_str().trim_start().starts_with('{') {
         Ok(json)
@@ -221,7 +221,7 @@ impl LoadedFilter {
     }
 
     /// Makes one instance and drops it, calling nothing: a reload swaps a filter in only once this
-    /// works (SPEC §8.1), so a component that traps at start-up or needs more memory than its
+    /// works (README: "Reloading while serving"), so a component that traps at start-up or needs more memory than its
     /// limit never replaces a working one.
     pub fn try_instantiate(&self) -> Result<(), FilterError> {
         let (mut store, _pipes) = self.store().map_err(|e| FilterError::Instantiate(format!("{e:#}")))?;

@@ -1,5 +1,5 @@
 //! The configured filters in order: `before` hooks in config order ahead of the webhook call,
-//! `after` hooks in reverse behind it, like middleware unwinding (SPEC §7.1, §7.2). A failing
+//! `after` hooks in reverse behind it, like middleware unwinding (README: "Filters"). A failing
 //! filter is logged and handled per its `on_error`; nothing a guest does reaches further.
 
 use std::sync::Arc;

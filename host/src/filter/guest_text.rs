@@ -1,4 +1,4 @@
-//! Text a guest hands the host, treated as the outside input it is (SPEC §7.6): strings are
+//! Text a guest hands the host, treated as the outside input it is (README: "Filters"): strings are
 //! measured in the guest's memory before they are copied, error messages are cut to a budget,
 //! anything that reaches the log is kept to one line, and JSON is held to the checks a webhook's
 //! JSON passes. A guest can return a string as large as its memory, put a line break in a log

@@ -1,4 +1,4 @@
-//! Turns the configured filters into a chain, at start and on every reload (SPEC §8). It
+//! Turns the configured filters into a chain, at start and on every reload (README: "Reloading while serving"). It
 //! remembers the version of each file it serves, so a reload compiles only files whose content
 //! changed, and a file that no longer compiles or instantiates leaves its previous version
 //! serving. Compiled components go through the disk cache.

@@ -1,4 +1,4 @@
-//! Filters (SPEC §7): WebAssembly components that reshape the event before the webhook call and
+//! Filters: WebAssembly components that reshape the event before the webhook call and
 //! the reply after it. `engine` owns wasmtime, `call` runs one hook in a fresh instance (or one
 //! `warm` kept, for a filter that allows reuse) under limits (its waits ending at the deadline, by
 //! `waits`), keeping what the guest says within `guest_log`'s budget and reading what it returns
@@ -48,7 +48,7 @@ pub struct FilterSettings {
     pub reuse_instances: bool,
 }
 
-/// Per-call limits (SPEC §7.4).
+/// Per-call limits (README: "Filters").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterLimits {
     pub cpu: Duration,
@@ -72,7 +72,7 @@ pub enum OnError {
     Reject,
 }
 
-/// WASI capabilities granted explicitly; none by default (SPEC §7.3).
+/// WASI capabilities granted explicitly; none by default (README: "Filters").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Environment variables the guest sees.

@@ -1,4 +1,4 @@
-//! Group chat (SPEC §11): the rooms stanzahook is an occupant of. This module owns every room's
+//! Group chat: the rooms stanzahook is an occupant of. This module owns every room's
 //! state (`state.rs`, one machine per room), the XEP-0045 stanzas that drive it (`muc.rs`), and the
 //! task that joins on every connection and retries with backoff (`driver.rs`). The rest of the
 //! host asks it what a stanza from a room is (`Rooms::intercept`: the bot's own presence or
@@ -152,7 +152,7 @@ struct Inner {
     /// By the room's bare address in lower case.
     rooms: BTreeMap<String, Room>,
     connected: bool,
-    /// When the replies of the last minute were sent, per room (SPEC §11.4).
+    /// When the replies of the last minute were sent, per room (README: "Group chat").
     replies: BTreeMap<String, VecDeque<Instant>>,
     next_id: u64,
     /// Rooms joined at run time (an invitation, `POST /rooms`), by key; kept in the state store.
@@ -470,7 +470,7 @@ impl Rooms {
     }
 
     /// Whether `addr` (bare or full) is a room the bot is configured for: no stanza error may go
-    /// there, since a room kicks an occupant that sends one (SPEC §11.3.1).
+    /// there, since a room kicks an occupant that sends one (README: "Group chat").
     pub fn is_room_address(&self, addr: &str) -> bool {
         let (room, _) = muc::split_occupant(addr);
         self.lock().rooms.contains_key(&key(room))
@@ -483,7 +483,7 @@ impl Rooms {
         (room.phase == Phase::Joined).then(|| room.settings.address.clone())
     }
 
-    /// Whether `room` may get another reply this minute (`limit` per minute, SPEC §11.4); a reply
+    /// Whether `room` may get another reply this minute (`limit` per minute, the README's "Group chat"); a reply
     /// allowed is counted.
     pub fn allow_reply(&self, room: &str, limit: usize) -> bool {
         let mut inner = self.lock();
@@ -524,7 +524,7 @@ impl Rooms {
 }
 
 /// A message from `room`: the bot's own reflection, history and subject changes are not
-/// forwarded; with `forward = "mentions"`, only what mentions the bot is (SPEC §11.2).
+/// forwarded; with `forward = "mentions"`, only what mentions the bot is (README: "Group chat").
 fn message(room: &mut Room, el: &Element, nick: Option<&str>) -> Intercept {
     let jid = room.settings.jid.as_str();
     match stanza::stanza_type(el) {

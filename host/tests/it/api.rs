@@ -1,4 +1,4 @@
-//! The operator's HTTP API and logs (SPEC §10): `/healthz` follows the component stream,
+//! The operator's HTTP API and logs (README: "Operations"): `/healthz` follows the component stream,
 //! `/metrics` parses as Prometheus text and counts the traffic sent, `POST /send` is guarded by
 //! its token and checked like a webhook's answer, and JSON log lines carry the stanza's fields.
 

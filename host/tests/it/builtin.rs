@@ -1,4 +1,5 @@
-//! Presence and iq answered without the webhook (SPEC §5, §6), and iq forwarded (SPEC §4.3, §4.5).
+//! Presence and iq answered without the webhook (README: "Built-in answers"), and iq forwarded (README: "The answer",
+//! "When something goes wrong").
 
 use testkit::Element;
 use testkit::client::{body, error_of};

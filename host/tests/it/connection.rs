@@ -1,4 +1,4 @@
-//! The XEP-0114 connection: refused handshakes are explained (SPEC §1.2).
+//! The XEP-0114 connection: refused handshakes are explained (README: "Operations").
 
 use std::time::Duration;
 

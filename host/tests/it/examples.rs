@@ -71,7 +71,7 @@ async fn serve_and_round_trip(program: &str, install_hint: &str, args: &[&str]) 
     round_trip(url).await;
 }
 
-/// Signing (SPEC §3.3), checked by an independent implementation: the Python example verifies
+/// Signing (README: "The request"), checked by an independent implementation: the Python example verifies
 /// the Standard Webhooks signature with nothing but Python's hmac module.
 #[tokio::test]
 async fn python_echo_webhook_verifies_the_signature() {

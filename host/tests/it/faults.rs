@@ -1,6 +1,6 @@
-//! Delivery under faults (SPEC §1.3, §3.4): an XMPP server that dies and comes back, a webhook
-//! that is slow, answers garbage or 10 MB, or is down. Every stanza that reached stanzahook is
-//! answered (reply or mapped error), the process stays up, and its memory stays bounded.
+//! Delivery under faults (README: "Operations", "When something goes wrong"): an XMPP server that dies and comes back,
+//! a webhook that is slow, answers garbage or 10 MB, or is down. Every stanza that reached stanzahook is answered
+//! (reply or mapped error), the process stays up, and its memory stays bounded.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use testkit::client::body;
 
 use crate::harness::{Bridge, DOMAIN, FakeBridge, Options, Server, WAIT, message, on_each_server};
 
-/// The SPEC's promise, with room for a busy CI machine: reconnect within 2 s of the server being
+/// The promise of the README's "Operations", with room for a busy CI machine: reconnect within 2 s of the server being
 /// back (backoff: first retry within 1 s, doubling).
 const RECONNECT_WITHIN: Duration = Duration::from_secs(2);
 /// How much more memory stanzahook may use at its peak while the faults run than it did at rest.

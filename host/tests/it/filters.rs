@@ -1,4 +1,4 @@
-//! Filters end to end (SPEC §7): real guests built from source, a real Prosody, a real client and
+//! Filters end to end (README: "Filters"): real guests built from source, a real Prosody, a real client and
 //! a real webhook. Each example filter changes what the webhook receives and what the user gets;
 //! misbehaving guests are stopped within their limits and the host goes on serving.
 

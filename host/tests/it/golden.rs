@@ -1,4 +1,4 @@
-//! Data-driven golden tests of the JSON contract (SPEC §3.2, §4): a stanza in, the event JSON
+//! Data-driven golden tests of the JSON contract (README: "The request", "The answer"): a stanza in, the event JSON
 //! out; an answer in, the reply stanzas out. Cases live in `golden/*.txt`; run with
 //! `UPDATE_GOLDEN=1` to rewrite the expectations after a deliberate change, then review the diff.
 

@@ -1,6 +1,6 @@
 //! Group chat (XEP-0045) on the real servers, before stanzahook takes part: the test kit's room
 //! helpers work on both, and what each server does with a component as a room occupant, the
-//! facts SPEC §11 is designed on. The component here is the test itself (`ComponentClient`).
+//! facts the README's "Group chat" is designed on. The component here is the test itself (`ComponentClient`).
 
 use std::time::Duration;
 

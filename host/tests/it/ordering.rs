@@ -1,4 +1,4 @@
-//! Ordering (SPEC §3.5): one sender's replies leave in the order of its stanzas, whatever the
+//! Ordering (README: "The request"): one sender's replies leave in the order of its stanzas, whatever the
 //! webhook's timing; different senders do not wait for each other.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Each webhook outcome of SPEC §4, through a real Prosody and a real client.
+//! Each webhook outcome of the README's "The answer", through a real Prosody and a real client.
 
 use serde_json::json;
 use testkit::Element;

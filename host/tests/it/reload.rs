@@ -1,6 +1,6 @@
-//! Hot reload (SPEC §8) with a real Prosody, client, webhook and guests: a filter file replaced
-//! while a client keeps writing is swapped in without losing or doubling a stanza; a broken file
-//! never replaces a working filter; a config edit takes effect without a reconnect.
+//! Hot reload (README: "Reloading while serving") with a real Prosody, client, webhook and guests: a filter file
+//! replaced while a client keeps writing is swapped in without losing or doubling a stanza; a broken file never
+//! replaces a working filter; a config edit takes effect without a reconnect.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,4 +1,4 @@
-//! Group chat (SPEC §11) with a real Prosody (its `muc` component) and a real ejabberd (mod_muc),
+//! Group chat with a real Prosody (its `muc` component) and a real ejabberd (mod_muc),
 //! real clients as the other occupants, and the test webhook: the bot joins without history,
 //! answers in the room, never answers itself, and never sends a stanza error into a room.
 
