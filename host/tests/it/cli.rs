@@ -275,3 +275,31 @@ fn help_names_the_environment_the_exit_codes_and_no_spec_section() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--dev is for `stanzahook run`"), "{err}");
 }
+
+/// The behaviour document the project was built from lives beside the repository, not in it: a
+/// comment or doc that cites one of its sections sends a maintainer nowhere. The README's
+/// sections are what the repository's texts point to.
+#[test]
+fn no_text_in_the_repository_cites_a_spec_section_it_does_not_hold() {
+    let root = testkit::guests::repo_root();
+    let mut citing = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // Spelled in two pieces, so that this file does not cite one itself.
+            if text.contains(&format!("SPEC {}", '§')) {
+                citing.push(path.strip_prefix(&root).unwrap_or(&path).display().to_string());
+            }
+        }
+    }
+    assert!(citing.is_empty(), "these cite a SPEC section; point to the README's sections instead: {citing:?}");
+}
