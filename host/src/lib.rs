@@ -17,6 +17,7 @@ pub mod shutdown;
 pub mod signing;
 pub mod stanza;
 pub mod store;
+pub mod vocabulary;
 pub mod watch;
 pub mod way;
 pub mod webhook;

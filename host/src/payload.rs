@@ -33,6 +33,7 @@ pub fn event(el: &Element) -> Value {
     {
         map.insert("invite".into(), invite);
     }
+    crate::vocabulary::add_event_keys(el, &mut map);
     Value::Object(map)
 }
 
@@ -94,7 +95,7 @@ impl AnswerError {
     }
 }
 
-fn bad(key: &'static str, why: impl Into<String>) -> AnswerError {
+pub(crate) fn bad(key: &'static str, why: impl Into<String>) -> AnswerError {
     AnswerError::BadKey { key, why: why.into() }
 }
 
@@ -190,9 +191,23 @@ fn from_keys(
         Some(Value::Bool(b)) => Some(b.to_string()),
         Some(_) => return Err(bad("body", "must be a string, number or boolean")),
     };
-    if let Some(body) = body {
+    // The vocabulary (attachments, reactions, replies, …) is a message's.
+    let vocabulary =
+        if kind == Kind::Message { crate::vocabulary::answer_elements(map, original)? } else { Default::default() };
+    if kind == Kind::Message
+        && let Some(id) = string_key(map, "id")?
+    {
+        xml_chars("id", id)?;
+        set_attr(&mut el, "id", id);
+    } else if vocabulary.needs_id {
+        set_attr(&mut el, "id", &new_id());
+    }
+    if let Some(body) = body.or(vocabulary.url) {
         xml_chars("body", &body)?;
         el.append_child(Element::builder("body", NS_COMPONENT).append(body).build());
+    }
+    for element in vocabulary.elements {
+        el.append_child(element);
     }
     if type_ == Some("error") {
         // RFC 6120 §8.3.2: an error stanza carries an <error/>; the webhook gave no detail.
@@ -205,7 +220,7 @@ fn from_keys(
 /// Refuses text XML 1.0 cannot carry (control characters other than tab, newline and carriage
 /// return; U+FFFE, U+FFFF): no stream may carry it, so the sender is told instead. Found by
 /// fuzzing.
-fn xml_chars(key: &'static str, text: &str) -> Result<(), AnswerError> {
+pub(crate) fn xml_chars(key: &'static str, text: &str) -> Result<(), AnswerError> {
     let allowed =
         |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
     match text.chars().find(|&c| !allowed(c)) {
@@ -214,7 +229,7 @@ fn xml_chars(key: &'static str, text: &str) -> Result<(), AnswerError> {
     }
 }
 
-fn string_key<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, AnswerError> {
+pub(crate) fn string_key<'a>(map: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, AnswerError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

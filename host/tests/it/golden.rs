@@ -130,6 +130,26 @@ fn room_stanza_to_event_json() {
 }
 
 #[test]
+fn stanza_to_event_json_vocabulary() {
+    check("vocabulary.txt", |inputs| {
+        let el = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+        serde_json::to_string_pretty(&payload::event(&el)).expect("json")
+    });
+}
+
+#[test]
+fn answer_to_reply_stanzas_vocabulary() {
+    check("vocabulary_answers.txt", |inputs| {
+        let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+        let answer: serde_json::Value = serde_json::from_str(&inputs[1]).expect("test answer is JSON");
+        match payload::replies(&answer, &original, DOMAIN) {
+            Ok(replies) => mask_ids(replies.iter().map(stanza::to_xml_string).collect::<Vec<_>>().join("\n")),
+            Err(e) => format!("error: {}", e.to_stanza_error()),
+        }
+    });
+}
+
+#[test]
 fn answer_to_reply_stanzas() {
     check("replies.txt", |inputs| {
         let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");

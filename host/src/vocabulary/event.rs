@@ -1,0 +1,176 @@
+//! A received stanza's payloads as event keys. One pass over the stanza's children; a key
+//! appears only when the stanza carries its element, so a plain message's event stays as small
+//! as it was.
+
+use serde_json::{Map, Value, json};
+use tokio_xmpp::minidom::Element;
+
+use super::*;
+use crate::stanza::NS_COMPONENT;
+
+/// Adds the vocabulary's keys for what `el` carries to its event `map`. Keys already in the map
+/// (the five of the reference, `type`, `id`, `invite`) are not touched.
+pub fn add_event_keys(el: &Element, map: &mut Map<String, Value>) {
+    match el.name() {
+        "message" => message_keys(el, map),
+        "presence" => presence_keys(el, map),
+        _ => {}
+    }
+}
+
+fn message_keys(el: &Element, map: &mut Map<String, Value>) {
+    let mut stanza_ids = Vec::new();
+    let mut reply_fallback = None;
+    for child in el.children() {
+        let (ns, name) = (child.ns(), child.name());
+        match ns.as_str() {
+            NS_COMPONENT => match name {
+                "subject" => insert(map, "subject", child.text()),
+                "thread" => {
+                    let mut thread = json!({ "id": child.text() });
+                    if let Some(parent) = child.attr("parent") {
+                        thread["parent"] = parent.into();
+                    }
+                    map.insert("thread".into(), thread);
+                }
+                _ => {}
+            },
+            NS_CHATSTATES if CHAT_STATES.contains(&name) => insert(map, "state", name),
+            NS_RECEIPTS => match name {
+                "request" => insert(map, "receipt_request", true),
+                "received" => insert(map, "receipt", child.attr("id").unwrap_or("")),
+                _ => {}
+            },
+            NS_MARKERS => match name {
+                "markable" => insert(map, "markable", true),
+                _ if MARKERS.contains(&name) => insert(map, name, child.attr("id").unwrap_or("")),
+                _ => {}
+            },
+            NS_OOB if name == "x" => {
+                let mut oob = Map::new();
+                if let Some(url) = child.get_child("url", NS_OOB) {
+                    oob.insert("url".into(), url.text().into());
+                }
+                if let Some(desc) = child.get_child("desc", NS_OOB) {
+                    oob.insert("desc".into(), desc.text().into());
+                }
+                // The first attachment: a message with several is rare, and `stanza` has all.
+                map.entry("oob").or_insert(Value::Object(oob));
+            }
+            NS_REPLY if name == "reply" => {
+                let mut reply = Map::new();
+                if let Some(id) = child.attr("id") {
+                    reply.insert("id".into(), id.into());
+                }
+                if let Some(to) = child.attr("to") {
+                    reply.insert("to".into(), to.into());
+                }
+                map.insert("reply".into(), Value::Object(reply));
+            }
+            NS_FALLBACK if name == "fallback" => {
+                insert(map, "fallback", true);
+                if child.attr("for") == Some(NS_REPLY) {
+                    reply_fallback = Some(child);
+                }
+            }
+            NS_REACTIONS if name == "reactions" => {
+                let reactions: Vec<Value> =
+                    child.children().filter(|r| r.name() == "reaction").map(|r| r.text().into()).collect();
+                map.insert("reactions".into(), json!({ "id": child.attr("id").unwrap_or(""), "reactions": reactions }));
+            }
+            NS_CORRECTION if name == "replace" => insert(map, "replace", child.attr("id").unwrap_or("")),
+            NS_DELAY if name == "delay" => insert(map, "delay", child.attr("stamp").unwrap_or("")),
+            NS_SID => match name {
+                "stanza-id" => stanza_ids.push(json!({
+                    "id": child.attr("id").unwrap_or(""),
+                    "by": child.attr("by").unwrap_or(""),
+                })),
+                "origin-id" => insert(map, "origin_id", child.attr("id").unwrap_or("")),
+                _ => {}
+            },
+            NS_OCCUPANT_ID if name == "occupant-id" => insert(map, "occupant_id", child.attr("id").unwrap_or("")),
+            NS_NICK if name == "nick" => insert(map, "nick", child.text()),
+            _ => {}
+        }
+    }
+    if !stanza_ids.is_empty() {
+        map.insert("stanza_ids".into(), stanza_ids.into());
+    }
+    // What the sender wrote, without the quote a client that knows no replies shows instead.
+    if let (Some(fallback), Some(Value::Object(reply)), Some(Value::String(body))) =
+        (reply_fallback, map.get("reply"), map.get("body"))
+    {
+        let unquoted = without_fallback(body, fallback);
+        let mut reply = reply.clone();
+        reply.insert("body_without_fallback".into(), unquoted.into());
+        map.insert("reply".into(), Value::Object(reply));
+    }
+}
+
+fn presence_keys(el: &Element, map: &mut Map<String, Value>) {
+    for child in el.children() {
+        match (child.ns().as_str(), child.name()) {
+            (NS_COMPONENT, "show" | "status") => insert(map, child.name(), child.text()),
+            (NS_COMPONENT, "priority") => {
+                if let Ok(priority) = child.text().trim().parse::<i8>() {
+                    insert(map, "priority", priority);
+                }
+            }
+            (NS_NICK, "nick") => insert(map, "nick", child.text()),
+            (NS_DELAY, "delay") => insert(map, "delay", child.attr("stamp").unwrap_or("")),
+            _ => {}
+        }
+    }
+}
+
+/// Keeps the first value of a key: a stanza repeating an element says no more.
+fn insert(map: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), value.into());
+    }
+}
+
+/// `body` without the ranges the fallback marks (XEP-0428: `start` and `end` count Unicode code
+/// points; a fallback without ranges covers the whole body). Ranges out of order or beyond the
+/// body are cut to it, so a sender's mistake cannot make this fail.
+fn without_fallback(body: &str, fallback: &Element) -> String {
+    let ranges: Vec<(usize, usize)> = fallback
+        .children()
+        .filter(|c| c.name() == "body")
+        .filter_map(|c| {
+            let start = c.attr("start")?.parse().ok()?;
+            let end = c.attr("end")?.parse().ok()?;
+            Some((start, end))
+        })
+        .collect();
+    if ranges.is_empty() {
+        return String::new();
+    }
+    body.chars()
+        .enumerate()
+        .filter(|(i, _)| !ranges.iter().any(|&(start, end)| (start..end).contains(i)))
+        .map(|(_, c)| c)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fallback(xml: &str) -> Element {
+        format!("<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'>{xml}</fallback>")
+            .replace("<body", "<body xmlns='urn:xmpp:fallback:0'")
+            .parse()
+            .expect("xml")
+    }
+
+    #[test]
+    fn the_fallback_quote_is_cut_by_code_points() {
+        let body = "> Anna wrote:\n> ça va?\nyes";
+        let quote = "> Anna wrote:\n> ça va?\n".chars().count();
+        assert_eq!(without_fallback(body, &fallback(&format!("<body start='0' end='{quote}'/>"))), "yes");
+        assert_eq!(without_fallback(body, &fallback("")), "", "no range: the whole body is fallback");
+        assert_eq!(without_fallback("abc", &fallback("<body start='5' end='1'/>")), "abc", "a range out of order");
+        assert_eq!(without_fallback("abc", &fallback("<body start='1' end='99'/>")), "a", "a range past the end");
+    }
+}
