@@ -206,3 +206,45 @@ fn error_reply_never_answers_errors() {
         assert_eq!(stanza::is_unanswerable(&el), unanswerable, "{xml}");
     }
 }
+
+/// The published schemas (`schema/`, README: "The JSON contract") describe what stanzahook does:
+/// every event the golden cases produce validates against the event schema, and every answer
+/// that makes a reply against the answer schema.
+#[test]
+fn every_event_and_answer_matches_its_schema() {
+    let schema = |name: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema").join(name);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
+        jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name} is no valid JSON Schema: {e}"))
+    };
+    let (events, answers) = (schema("event.schema.json"), schema("answer.schema.json"));
+    let mut checked = 0;
+    let mut invalid = Vec::new();
+    for file in ["events.txt", "vocabulary.txt"] {
+        let (_, cases) = parse(&std::fs::read_to_string(golden_path(file)).expect("golden file"));
+        for case in cases {
+            let el = stanza::parse_received(&case.inputs[0]).expect("test stanza parses");
+            let event = payload::event(&el);
+            invalid.extend(
+                events.iter_errors(&event).map(|e| format!("{file} {}: {e} at {}", case.name, e.instance_path())),
+            );
+            checked += 1;
+        }
+    }
+    for file in ["replies.txt", "vocabulary_answers.txt"] {
+        let (_, cases) = parse(&std::fs::read_to_string(golden_path(file)).expect("golden file"));
+        for case in cases {
+            let original = stanza::parse_received(&case.inputs[0]).expect("test stanza parses");
+            let answer: serde_json::Value = serde_json::from_str(&case.inputs[1]).expect("test answer is JSON");
+            if payload::replies(&answer, &original, DOMAIN).is_ok() {
+                invalid.extend(
+                    answers.iter_errors(&answer).map(|e| format!("{file} {}: {e} at {}", case.name, e.instance_path())),
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} documents checked");
+    assert!(invalid.is_empty(), "{} do not match the schema:\n{}", invalid.len(), invalid.join("\n"));
+}
