@@ -10,19 +10,19 @@ use stanzahook::{payload, webhook};
 const DOMAIN: &str = "bot.example.org";
 
 /// One case: a name, its input sections, and the expected output.
-struct Case {
-    name: String,
-    inputs: Vec<String>,
-    expected: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
+    pub(crate) inputs: Vec<String>,
+    pub(crate) expected: String,
 }
 
-fn golden_path(file: &str) -> PathBuf {
+pub(crate) fn golden_path(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden").join(file)
 }
 
 /// File format: `=== name`, then input sections separated by `---`, and the expectation after
 /// `>>>`. Lines starting with `#` before the first case are comments.
-fn parse(text: &str) -> (String, Vec<Case>) {
+pub(crate) fn parse(text: &str) -> (String, Vec<Case>) {
     let mut header = String::new();
     let mut cases = Vec::new();
     for (i, chunk) in text.split("\n=== ").enumerate() {

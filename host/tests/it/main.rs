@@ -17,3 +17,4 @@ mod outcomes;
 mod quickstart;
 mod reload;
 mod rooms;
+mod vocabulary;
