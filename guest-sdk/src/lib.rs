@@ -118,6 +118,38 @@ impl Event {
         self.str("stanza")
     }
 
+    /// What the sender wrote: the body without the quote of the message it replies to (the
+    /// fallback a client that knows no replies shows), else the body.
+    pub fn text(&self) -> Option<&str> {
+        self.json().pointer("/reply/body_without_fallback").and_then(Value::as_str).or_else(|| self.body())
+    }
+
+    /// The message this one replies to (XEP-0461), from the event's `reply`.
+    pub fn reply_to(&self) -> Option<ReplyTo<'_>> {
+        let reply = self.json().get("reply")?;
+        Some(ReplyTo { id: reply.get("id").and_then(Value::as_str)?, to: reply.get("to").and_then(Value::as_str) })
+    }
+
+    /// The sender's reactions to a message (XEP-0444), from the event's `reactions`.
+    pub fn reactions(&self) -> Option<Reactions<'_>> {
+        let reactions = self.json().get("reactions")?;
+        Some(Reactions {
+            id: reactions.get("id").and_then(Value::as_str)?,
+            emoji: reactions.get("reactions")?.as_array()?.iter().filter_map(Value::as_str).collect(),
+        })
+    }
+
+    /// The attachment the message carries (XEP-0066), from the event's `oob`.
+    pub fn oob(&self) -> Option<Attachment<'_>> {
+        let oob = self.json().get("oob")?;
+        Some(Attachment { url: oob.get("url").and_then(Value::as_str)?, desc: oob.get("desc").and_then(Value::as_str) })
+    }
+
+    /// The chat state (XEP-0085): `"active"`, `"composing"`, `"paused"`, `"inactive"`, `"gone"`.
+    pub fn state(&self) -> Option<&str> {
+        self.str("state")
+    }
+
     /// The event as JSON, for keys without an accessor.
     pub fn json(&self) -> &Value {
         self.json.get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
@@ -161,6 +193,33 @@ impl PartialEq for Event {
     fn eq(&self, other: &Event) -> bool {
         self.json() == other.json()
     }
+}
+
+/// The message an event's message replies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyTo<'a> {
+    /// Its id (in a room, the id the room gave it).
+    pub id: &'a str,
+    /// Who sent it, when the reply says.
+    pub to: Option<&'a str>,
+}
+
+/// A sender's whole set of reactions to one message; an empty set takes them all back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reactions<'a> {
+    /// The message reacted to.
+    pub id: &'a str,
+    /// The reactions, each an emoji.
+    pub emoji: Vec<&'a str>,
+}
+
+/// A file or page a message points to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment<'a> {
+    /// Where it is.
+    pub url: &'a str,
+    /// What it is, when the sender says.
+    pub desc: Option<&'a str>,
 }
 
 /// What a filter decides before the webhook call.
@@ -369,6 +428,23 @@ mod tests {
             (e.to(), e.from(), e.kind(), e.body(), e.stanza()),
             (Some("a@b"), Some("c@d/e"), Some("message"), Some("hi"), Some("<message/>"))
         );
+        assert_eq!((e.text(), e.reply_to(), e.reactions(), e.oob(), e.state()), (Some("hi"), None, None, None, None));
+    }
+
+    #[test]
+    fn vocabulary_accessors_read_the_payloads() {
+        let e = Event::new(json!({
+            "body": "> Anna wrote: hi\nyes",
+            "reply": {"id": "m-1", "to": "anna@x/y", "body_without_fallback": "yes"},
+            "reactions": {"id": "m-2", "reactions": ["👍", "🎉"]},
+            "oob": {"url": "https://x.example/cat.jpg"},
+            "state": "active",
+        }));
+        assert_eq!(e.text(), Some("yes"), "the quote is left out");
+        assert_eq!(e.reply_to(), Some(ReplyTo { id: "m-1", to: Some("anna@x/y") }));
+        assert_eq!(e.reactions(), Some(Reactions { id: "m-2", emoji: vec!["👍", "🎉"] }));
+        assert_eq!(e.oob(), Some(Attachment { url: "https://x.example/cat.jpg", desc: None }));
+        assert_eq!(e.state(), Some("active"));
     }
 
     #[test]

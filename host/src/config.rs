@@ -51,6 +51,25 @@ pub struct Config {
     pub accept_invites: bool,
     /// Where what must survive a restart is kept (the rooms joined at run time); `None` when off.
     pub state_dir: Option<PathBuf>,
+    /// Receipts and typing notifications sent on the bot's behalf (README: "The JSON contract").
+    pub courtesy: Courtesy,
+}
+
+/// What stanzahook does for the sender while the webhook works (the `[courtesy]` section).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Courtesy {
+    /// Send a requested receipt (XEP-0184) once the webhook answered 2xx.
+    pub receipts: bool,
+    /// Show `composing` (XEP-0085) to the sender of a chat message whose webhook call takes
+    /// longer than `typing_after`; the reply (or `active`) ends it.
+    pub typing: bool,
+    pub typing_after: Duration,
+}
+
+impl Default for Courtesy {
+    fn default() -> Self {
+        Courtesy { receipts: true, typing: true, typing_after: Duration::from_secs(1) }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -244,6 +263,8 @@ struct RawConfig {
     identity: RawIdentity,
     #[serde(default)]
     api: RawApi,
+    #[serde(default)]
+    courtesy: RawCourtesy,
     #[serde(default, rename = "filter")]
     filters: Vec<RawFilter>,
     #[serde(default, rename = "room")]
@@ -299,6 +320,14 @@ struct RawWebhook {
     max_connections: Option<usize>,
     #[serde(default)]
     signing_secrets: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCourtesy {
+    receipts: Option<bool>,
+    typing: Option<bool>,
+    typing_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -536,6 +565,13 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         Some(dir) => Some(base.join(dir)),
     };
 
+    let defaults = Courtesy::default();
+    let courtesy = Courtesy {
+        receipts: raw.courtesy.receipts.unwrap_or(defaults.receipts),
+        typing: raw.courtesy.typing.unwrap_or(defaults.typing),
+        typing_after: duration(raw.courtesy.typing_after, "courtesy.typing_after", defaults.typing_after)?,
+    };
+
     Ok(Config {
         domain,
         server,
@@ -556,6 +592,7 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         room_ping_interval,
         accept_invites: raw.accept_invites.unwrap_or(false),
         state_dir,
+        courtesy,
     })
 }
 
@@ -782,7 +819,7 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown key `bogus`; the keys here are `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown key `bogus`; the keys here are `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `courtesy`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
         );
         check_err(
             "post_ulr = \"x\"\n",

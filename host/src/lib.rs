@@ -4,6 +4,7 @@
 pub mod api;
 pub mod builtin;
 pub mod config;
+pub mod courtesy;
 pub mod filter;
 pub mod health;
 pub mod lanes;

@@ -130,6 +130,14 @@ impl Pipeline {
     }
 }
 
+/// Where the filters and the webhook leave a stanza.
+enum Decided {
+    /// The webhook's outcome, or a filter's answer, as the `after` hooks left it.
+    Outcome(Outcome),
+    Dropped(String),
+    Rejected(String),
+}
+
 /// A stanza waiting in its sender's lane, holding its place in `webhook.max_in_flight`.
 #[derive(Debug)]
 struct Queued {
@@ -209,8 +217,42 @@ impl Handling<'_> {
         }
     }
 
-    /// Filters before → webhook → filters after → replies (README: "Filters").
+    /// Filters before → webhook → filters after → replies (README: "Filters"), with the
+    /// courtesy of a receipt and of `composing` while it takes long.
     async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way) {
+        let courtesy = &self.live.config.courtesy;
+        let work = self.decide(el, occupancy, way);
+        let (decided, typing) = crate::courtesy::typing_while(courtesy, el, work, |composing| {
+            // Through the gate like any reply (a chat message is answerable: only those type).
+            if let Some(composing) = self.gated(el, composing) {
+                self.outbox.send(composing);
+            }
+        })
+        .await;
+        if typing {
+            way.note(&format!("composing shown after {} ms", courtesy.typing_after.as_millis()));
+        }
+        let mut replies = Vec::new();
+        match decided {
+            Decided::Outcome(outcome) => {
+                if matches!(outcome, Outcome::Answer(_) | Outcome::NoReply { .. })
+                    && let Some(receipt) = crate::courtesy::receipt(courtesy, el)
+                {
+                    replies.push(receipt);
+                }
+                replies.extend(self.replies_for(el, outcome));
+            }
+            Decided::Dropped(filter) => replies.extend(self.dropped(el, &filter, way)),
+            Decided::Rejected(filter) => replies.push(self.rejected(el, &filter, way)),
+        }
+        if typing {
+            crate::courtesy::end_typing(el, &mut replies);
+        }
+        self.send(el, replies, way);
+    }
+
+    /// What the filters and the webhook make of a stanza.
+    async fn decide(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way) -> Decided {
         let mut event = payload::event(el);
         if let Some(occupancy) = occupancy {
             payload::add_room_keys(&mut event, occupancy);
@@ -233,28 +275,25 @@ impl Handling<'_> {
                 }
                 // No HTTP call was made: the `after` hooks see status 0.
                 BeforeOutcome::Answer { reply, trail } => (Outcome::Answer(reply), 0, trail),
-                BeforeOutcome::Drop { filter } => return self.dropped(el, &filter, way),
-                BeforeOutcome::Reject { filter } => return self.rejected(el, &filter, way),
+                BeforeOutcome::Drop { filter } => return Decided::Dropped(filter),
+                BeforeOutcome::Reject { filter } => return Decided::Rejected(filter),
             }
         };
-        let outcome = if trail.is_empty() {
-            outcome
-        } else {
-            let reply = match &outcome {
-                Outcome::Answer(reply) => Some(reply.to_string()),
-                _ => None,
-            };
-            let (after, verdicts) = self.live.filters.after(trail, status, reply).await;
-            way.verdicts(&verdicts);
-            match after {
-                AfterOutcome::Keep => outcome,
-                AfterOutcome::Replace(reply) => Outcome::Answer(reply),
-                AfterOutcome::Drop { filter } => return self.dropped(el, &filter, way),
-                AfterOutcome::Reject { filter } => return self.rejected(el, &filter, way),
-            }
+        if trail.is_empty() {
+            return Decided::Outcome(outcome);
+        }
+        let reply = match &outcome {
+            Outcome::Answer(reply) => Some(reply.to_string()),
+            _ => None,
         };
-        let replies = self.replies_for(el, outcome);
-        self.send(el, replies, way);
+        let (after, verdicts) = self.live.filters.after(trail, status, reply).await;
+        way.verdicts(&verdicts);
+        match after {
+            AfterOutcome::Keep => Decided::Outcome(outcome),
+            AfterOutcome::Replace(reply) => Decided::Outcome(Outcome::Answer(reply)),
+            AfterOutcome::Drop { filter } => Decided::Dropped(filter),
+            AfterOutcome::Reject { filter } => Decided::Rejected(filter),
+        }
     }
 
     fn replies_for(&self, el: &Element, outcome: Outcome) -> Vec<Element> {
@@ -279,21 +318,18 @@ impl Handling<'_> {
 
     /// A filter dropped the stanza: nothing is sent, except that an iq request still gets its
     /// one answer (RFC 6120 §8.2.3), a refusal.
-    fn dropped(&self, el: &Element, filter: &str, way: &mut Way) {
+    fn dropped(&self, el: &Element, filter: &str, way: &mut Way) -> Option<Element> {
         tracing::debug!(filter, "dropped by a filter");
         way.note(&format!("dropped by {filter}"));
-        if stanza::is_iq_request(el) {
-            let refusal = StanzaError::new(ErrorType::Cancel, "service-unavailable");
-            self.send(el, vec![stanza::error_reply(el, &refusal)], way);
-        }
+        stanza::is_iq_request(el)
+            .then(|| stanza::error_reply(el, &StanzaError::new(ErrorType::Cancel, "service-unavailable")))
     }
 
     /// A filter failed with `on_error = "reject"` (README: "Filters").
-    fn rejected(&self, el: &Element, filter: &str, way: &mut Way) {
+    fn rejected(&self, el: &Element, filter: &str, way: &mut Way) -> Element {
         tracing::warn!(filter, "answering internal-server-error: the filter failed and rejects on error");
         way.note(&format!("rejected: {filter} failed"));
-        let error = StanzaError::new(ErrorType::Cancel, "internal-server-error");
-        self.send(el, vec![stanza::error_reply(el, &error)], way);
+        stanza::error_reply(el, &StanzaError::new(ErrorType::Cancel, "internal-server-error"))
     }
 
     /// Sends `replies` and ends the stanza's way.
@@ -312,22 +348,27 @@ impl Handling<'_> {
             }
             return;
         }
-        let max = self.live.config.connection.max_stanza_bytes;
         for reply in replies {
-            let Some(reply) = self.fit_for_rooms(original, reply) else { continue };
-            let size = stanza::xml_len(&reply);
-            if size > max {
-                tracing::warn!("reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent");
-                let error = StanzaError::new(ErrorType::Cancel, "undefined-condition")
-                    .with_text(format!("The bot's reply was too large ({size} bytes, at most {max})"));
-                let error = stanza::error_reply(original, &error);
-                way.sending(&error);
-                self.outbox.send(error);
-                continue;
+            if let Some(reply) = self.gated(original, reply) {
+                way.sending(&reply);
+                self.outbox.send(reply);
             }
-            way.sending(&reply);
-            self.outbox.send(reply);
         }
+    }
+
+    /// One reply through the gate's checks: what may leave in its place, if anything. The
+    /// caller has checked that `original` may be answered at all.
+    fn gated(&self, original: &Element, reply: Element) -> Option<Element> {
+        let reply = self.fit_for_rooms(original, reply)?;
+        let max = self.live.config.connection.max_stanza_bytes;
+        let size = stanza::xml_len(&reply);
+        if size > max {
+            tracing::warn!("reply of {size} bytes exceeds connection.max_stanza_size ({max}); not sent");
+            let error = StanzaError::new(ErrorType::Cancel, "undefined-condition")
+                .with_text(format!("The bot's reply was too large ({size} bytes, at most {max})"));
+            return Some(stanza::error_reply(original, &error));
+        }
+        Some(reply)
     }
 
     /// A room kicks an occupant that sends it a stanza error, to the room or to an occupant:

@@ -88,6 +88,32 @@ async fn reshape_speaks_a_chat_webhook_of_another_shape() {
     assert_eq!(event["user"], "alice@localhost", "the bare address names the user");
     assert_eq!(event["channel"], format!("slack@{DOMAIN}"));
     assert!(event.get("stanza").is_none(), "the webhook sees only its own shape: {event}");
+
+    // The vocabulary read through the SDK's accessors: a reply with its quote and a file.
+    b.alice
+        .send(&format!(
+            "<message to='slack@{DOMAIN}' type='chat' id='r1'><body>&gt; hi there\nand a cat</body>\
+             <reply xmlns='urn:xmpp:reply:0' id='m-1'/>\
+             <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='11'/></fallback>\
+             <x xmlns='jabber:x:oob'><url>https://files.example.org/cat.jpg</url></x></message>"
+        ))
+        .await
+        .expect("send");
+    let (reply, _) = b.alice.expect(WAIT, "the answer", |el| body(el).is_some()).await.expect("answer");
+    assert_eq!(body(&reply).as_deref(), Some("you said and a cat"), "the quote is left out");
+    let event = &b.webhook_saw(2).await[1].event;
+    assert_eq!(event["thread_ts"], "m-1", "{event}");
+    assert_eq!(event["files"][0]["url_private"], "https://files.example.org/cat.jpg", "{event}");
+    b.alice
+        .send(&format!(
+            "<message to='slack@{DOMAIN}' type='chat' id='r2'><reactions xmlns='urn:xmpp:reactions:0' id='m-1'>\
+             <reaction>👍</reaction></reactions></message>"
+        ))
+        .await
+        .expect("send");
+    let event = &b.webhook_saw(3).await[2].event;
+    assert_eq!(event["type"], "reaction_added", "{event}");
+    assert_eq!((event["reaction"].as_str(), event["item"]["ts"].as_str()), (Some("👍"), Some("m-1")), "{event}");
 }
 
 #[tokio::test]

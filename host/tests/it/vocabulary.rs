@@ -109,3 +109,69 @@ async fn answers_on(server: Server) {
 }
 
 on_each_server!(answers_on, each_answer_key_reaches_the_client_prosody, each_answer_key_reaches_the_client_ejabberd);
+
+const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
+const NS_RECEIPTS: &str = "urn:xmpp:receipts";
+
+/// A webhook that answers after 3 s: the sender sees `composing` after `typing_after`, then the
+/// receipt it asked for and the reply, which ends the typing with `active`.
+async fn courtesy_on(server: Server) {
+    let Some(mut b) = Bridge::start(Options { server, ..Options::default() }).await else { return };
+    let ask = |to: &str, id: &str| {
+        format!(
+            "<message to='{to}@{DOMAIN}' type='chat' id='{id}'><body>take your time</body><request xmlns='{NS_RECEIPTS}'/></message>"
+        )
+    };
+    b.alice.send(&ask("slow", "c-1")).await.expect("send");
+    let started = std::time::Instant::now();
+    let (composing, _) = b
+        .alice
+        .expect(WAIT, "composing", |el| el.get_child("composing", NS_CHATSTATES).is_some())
+        .await
+        .expect("composing while the webhook works");
+    let shown_after = started.elapsed();
+    assert!(shown_after < std::time::Duration::from_millis(2_500), "composing after {shown_after:?}");
+    assert!(testkit::client::body(&composing).is_none(), "{}", String::from(&composing));
+    let (receipt, _) = b
+        .alice
+        .expect(WAIT, "the receipt", |el| el.get_child("received", NS_RECEIPTS).is_some())
+        .await
+        .expect("a receipt");
+    assert_eq!(receipt.get_child("received", NS_RECEIPTS).and_then(|r| r.attr("id")), Some("c-1"));
+    let (reply, _) =
+        b.alice.expect(WAIT, "the reply", |el| testkit::client::body(el).is_some()).await.expect("the reply");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "the webhook's own time");
+    assert!(reply.get_child("active", NS_CHATSTATES).is_some(), "the reply ends the typing: {}", String::from(&reply));
+
+    // A quick answer shows no typing; a message that asks no receipt gets none.
+    b.alice.send(&crate::harness::message(&format!("echo@{DOMAIN}"), "quick")).await.expect("send");
+    let (reply, others) =
+        b.alice.expect(WAIT, "the echo", |el| testkit::client::body(el).is_some()).await.expect("echo");
+    assert!(reply.get_child("active", NS_CHATSTATES).is_none(), "{}", String::from(&reply));
+    assert!(others.is_empty(), "nothing but the echo: {others:?}");
+    b.expect_silence().await;
+}
+
+on_each_server!(
+    courtesy_on,
+    a_slow_webhook_shows_composing_and_a_receipt_prosody,
+    a_slow_webhook_shows_composing_and_a_receipt_ejabberd
+);
+
+/// `[courtesy]` switched off: neither typing nor receipts.
+#[tokio::test]
+async fn courtesy_can_be_switched_off() {
+    let toml = "[courtesy]\nreceipts = false\ntyping = false\n";
+    let Some(mut b) = Bridge::start(Options { toml, ..Options::default() }).await else { return };
+    b.alice
+        .send(&format!(
+            "<message to='slow@{DOMAIN}' type='chat' id='c-2'><body>no fuss</body><request xmlns='{NS_RECEIPTS}'/></message>"
+        ))
+        .await
+        .expect("send");
+    let (reply, others) =
+        b.alice.expect(WAIT, "the reply", |el| testkit::client::body(el).is_some()).await.expect("reply");
+    assert!(others.is_empty(), "no composing, no receipt: {others:?}");
+    assert!(reply.get_child("active", NS_CHATSTATES).is_none());
+    b.expect_silence().await;
+}
