@@ -26,6 +26,10 @@ pub struct XmppClient {
     next_id: u64,
     /// Stanzas a group chat helper received while it waited for its answer, handed out first.
     pending: VecDeque<Element>,
+    /// Whether typing notifications (a message with a chat state and no body) reach the test.
+    /// Off: like a person's client, which shows them as an indicator, not as messages, so a test
+    /// of something else is not told the bot was typing while its webhook was slow.
+    pub sees_typing: bool,
 }
 
 /// A room joined (`XmppClient::join_room`).
@@ -58,7 +62,7 @@ impl XmppClient {
         })
         .await
         .context("login timed out")??;
-        let mut me = XmppClient { client, jid: bound, next_id: 0, pending: VecDeque::new() };
+        let mut me = XmppClient { client, jid: bound, next_id: 0, pending: VecDeque::new(), sees_typing: false };
         me.send("<presence/>").await?;
         // The server reflects the initial presence back; wait for it so it is not mistaken later.
         let own = me.jid.clone();
@@ -91,7 +95,16 @@ impl XmppClient {
     }
 
     fn is_noise(&self, el: &Element) -> bool {
-        is_roster_push(el) || (el.name() == "presence" && el.attr("from") == Some(self.jid.as_str()))
+        is_roster_push(el) || (el.name() == "presence" && el.attr("from") == Some(self.jid.as_str())) || self.hides(el)
+    }
+
+    /// A typing notification the test does not want to see (`sees_typing`).
+    fn hides(&self, el: &Element) -> bool {
+        !self.sees_typing
+            && el.name() == "message"
+            && body(el).is_none()
+            && el.children().next().is_some()
+            && el.children().all(|c| c.ns() == "http://jabber.org/protocol/chatstates")
     }
 
     /// The next stanza received within `within`, whatever it is.
@@ -128,6 +141,7 @@ impl XmppClient {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.recv_any(left).await? {
+                Some(el) if self.hides(&el) => {}
                 Some(el) if pred(&el) => return Ok((el, others)),
                 Some(el) if self.is_noise(&el) => {}
                 Some(el) => others.push(el),

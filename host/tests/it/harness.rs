@@ -207,7 +207,9 @@ impl FakeBridge {
         let webhook = testkit::TestWebhook::start().await.expect("webhook");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("stanzahook.toml");
-        std::fs::write(&config, toml).expect("write config");
+        // These tests read the raw stream and count its replies: the `composing` a slow webhook
+        // call shows (tested in `vocabulary.rs`) would be one more message on it.
+        std::fs::write(&config, format!("{toml}\n[courtesy]\ntyping = false\n")).expect("write config");
         let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
         let host = HostProcess::start(stanzahook_bin(), &args).expect("start");
         FakeBridge { server, webhook, host, _config_dir: dir }
