@@ -13,6 +13,7 @@
 //! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time.
 //!
 //! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
+//! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -159,7 +160,7 @@ fn config_file(toml: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
 /// The release binary serving `DOMAIN` through the XMPP server at `server`, with `RUST_LOG=log`.
 fn launch(server: &str, webhook: &str, config: &Path, log: &str) -> anyhow::Result<HostProcess> {
     let args = testkit::host::run_args(DOMAIN, server, SECRET, webhook, Some(config));
-    HostProcess::start_logging(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args, log)
+    HostProcess::start_logging(&host_bin(), &args, log)
 }
 
 /// stanzahook's log filter: `STANZAHOOK_BENCH_LOG`, or warnings only, so logging costs nothing.
@@ -471,6 +472,13 @@ fn row(name: &str, run: &Run) {
     );
 }
 
+/// The binary under test: `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build (an
+/// earlier commit's, to compare in one sitting), else this build's.
+fn host_bin() -> std::path::PathBuf {
+    std::env::var_os("STANZAHOOK_BENCH_BIN")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_stanzahook")), std::path::PathBuf::from)
+}
+
 fn main() -> anyhow::Result<()> {
     let tag = if testkit::guests::require_wasm_target() {
         Some(testkit::guests::wasm("host/tests/guests", "tag")?)
@@ -486,6 +494,7 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let base = format!("compile_cache = {:?}\n[webhook]\nmax_in_flight = 10000\n", cache.path().display().to_string());
     println!("machine: {} cores; {STANZAS} stanzas per run, window {WINDOW} unless said", cores());
+    println!("binary: {}", host_bin().display());
     println!();
     println!("| run | replies/s | p50 ms | p99 ms | p99.9 ms | stanzahook CPU s / 1,000 | stanzahook peak RSS MiB |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");

@@ -248,3 +248,32 @@ fn every_event_and_answer_matches_its_schema() {
     assert!(checked > 60, "only {checked} documents checked");
     assert!(invalid.is_empty(), "{} do not match the schema:\n{}", invalid.len(), invalid.join("\n"));
 }
+
+/// The answer examples of the README's vocabulary table are answers that work: each matches the
+/// answer schema and makes a reply.
+#[test]
+fn the_readmes_answer_examples_match_the_schema_and_make_replies() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README");
+    let table = readme
+        .split_once("In an answer (a message reply")
+        .and_then(|(_, rest)| rest.split_once("A value of the wrong shape"))
+        .map(|(table, _)| table)
+        .expect("the README's answer table");
+    let schema_text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/answer.schema.json"))
+            .expect("answer schema");
+    let schema = jsonschema::validator_for(&serde_json::from_str(&schema_text).expect("JSON")).expect("schema");
+    let original = stanza::parse_received(
+        "<message from='alice@example.org/phone' id='m-7' to='echo@bot.example.org' type='chat'><body>hi</body></message>",
+    )
+    .expect("parses");
+    let examples: Vec<&str> = table.split('`').filter(|span| span.starts_with("{\"") && span.ends_with('}')).collect();
+    assert!(examples.len() >= 8, "{examples:?}");
+    for example in examples {
+        let answer: serde_json::Value = serde_json::from_str(example).unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert!(schema.is_valid(&answer), "{example} does not match the answer schema");
+        if let Err(e) = payload::replies(&answer, &original, DOMAIN) {
+            panic!("{example} makes no reply: {e}");
+        }
+    }
+}
