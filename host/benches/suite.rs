@@ -13,7 +13,8 @@
 //! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time.
 //!
 //! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
-//! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead.
+//! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead;
+//! `STANZAHOOK_BENCH_TOML` adds config tables to every run (`"[courtesy]\ntyping = false"`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -492,7 +493,13 @@ fn main() -> anyhow::Result<()> {
 async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     let webhook = start_webhook().await?;
     let cache = tempfile::tempdir()?;
-    let base = format!("compile_cache = {:?}\n[webhook]\nmax_in_flight = 10000\n", cache.path().display().to_string());
+    // STANZAHOOK_BENCH_TOML: more config for every host run (tables only, e.g. to turn a default
+    // off and see what it costs).
+    let extra = std::env::var("STANZAHOOK_BENCH_TOML").unwrap_or_default();
+    let base = format!(
+        "compile_cache = {:?}\n{extra}\n[webhook]\nmax_in_flight = 10000\n",
+        cache.path().display().to_string()
+    );
     println!("machine: {} cores; {STANZAS} stanzas per run, window {WINDOW} unless said", cores());
     println!("binary: {}", host_bin().display());
     println!();
