@@ -320,19 +320,3 @@ pub fn error_of(el: &Element) -> Option<(String, String)> {
 pub fn error_text(el: &Element) -> Option<String> {
     el.get_child("error", el.ns().as_str())?.get_child("text", "urn:ietf:params:xml:ns:xmpp-stanzas").map(Element::text)
 }
-
-/// `text` as XML character data or an attribute value: `&`, `<`, `>`, `'` and `"` escaped.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}

@@ -76,8 +76,8 @@ fn oob_element(oob: &Value) -> Result<(Element, String), AnswerError> {
     let (url, desc) = match oob {
         Value::String(url) => (url.as_str(), None),
         Value::Object(o) => {
-            let url = string_key(o, "url").map_err(|_| bad("oob", "`url` must be a string"))?;
-            let desc = string_key(o, "desc").map_err(|_| bad("oob", "`desc` must be a string"))?;
+            let url = member(o, "oob", "url")?;
+            let desc = member(o, "oob", "desc")?;
             (url.ok_or_else(|| bad("oob", "needs a `url`"))?, desc)
         }
         _ => return Err(bad("oob", "must be a URL or an object {url, desc}")),
@@ -103,8 +103,8 @@ fn reply_element(reply: &Value, original: &Element) -> Result<Option<Element>, A
             (id, original.attr("from").map(str::to_owned))
         }
         Value::Object(o) => {
-            let id = string_key(o, "id").map_err(|_| bad("reply", "`id` must be a string"))?;
-            let to = string_key(o, "to").map_err(|_| bad("reply", "`to` must be a string"))?;
+            let id = member(o, "reply", "id")?;
+            let to = member(o, "reply", "to")?;
             (
                 id.ok_or_else(|| bad("reply", "needs the `id` of the message replied to"))?.to_owned(),
                 to.map(str::to_owned),
@@ -130,7 +130,7 @@ fn reactions_element(reactions: &Value, original: &Element) -> Result<Element, A
             (id, list)
         }
         Value::Object(o) => {
-            let id = string_key(o, "id").map_err(|_| bad("reactions", "`id` must be a string"))?;
+            let id = member(o, "reactions", "id")?;
             let id = id.ok_or_else(|| bad("reactions", "needs the `id` of the message reacted to"))?;
             let Some(Value::Array(list)) = o.get("reactions") else {
                 return Err(bad("reactions", "needs `reactions`, a list of emoji"));
@@ -155,8 +155,8 @@ fn thread_element(thread: &Value) -> Result<Element, AnswerError> {
     let (id, parent) = match thread {
         Value::String(id) => (id.as_str(), None),
         Value::Object(o) => {
-            let id = string_key(o, "id").map_err(|_| bad("thread", "`id` must be a string"))?;
-            let parent = string_key(o, "parent").map_err(|_| bad("thread", "`parent` must be a string"))?;
+            let id = member(o, "thread", "id")?;
+            let parent = member(o, "thread", "parent")?;
             (id.ok_or_else(|| bad("thread", "needs an `id`"))?, parent)
         }
         _ => return Err(bad("thread", "must be an id or an object {id, parent}")),
@@ -181,6 +181,15 @@ fn message_id(original: &Element) -> Option<String> {
             .map(str::to_owned);
     }
     original.attr("id").map(str::to_owned)
+}
+
+/// The string `inner` of the object given as `key`, if set.
+fn member<'a>(o: &'a Map<String, Value>, key: &'static str, inner: &str) -> Result<Option<&'a str>, AnswerError> {
+    match o.get(inner) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(bad(key, format!("`{inner}` must be a string"))),
+    }
 }
 
 fn flag(map: &Map<String, Value>, key: &'static str) -> Result<bool, AnswerError> {

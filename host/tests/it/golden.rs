@@ -83,12 +83,25 @@ fn mask_ids(s: String) -> String {
     out
 }
 
+/// A case's stanza → its event JSON.
+fn event_of(inputs: &[String]) -> String {
+    let el = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+    serde_json::to_string_pretty(&payload::event(&el)).expect("json")
+}
+
+/// A case's original stanza and answer → the reply stanzas, or the error the sender gets.
+fn replies_of(inputs: &[String]) -> String {
+    let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");
+    let answer: serde_json::Value = serde_json::from_str(&inputs[1]).expect("test answer is JSON");
+    match payload::replies(&answer, &original, DOMAIN) {
+        Ok(replies) => mask_ids(replies.iter().map(stanza::to_xml_string).collect::<Vec<_>>().join("\n")),
+        Err(e) => format!("error: {}", e.to_stanza_error()),
+    }
+}
+
 #[test]
 fn stanza_to_event_json() {
-    check("events.txt", |inputs| {
-        let el = stanza::parse_received(&inputs[0]).expect("test stanza parses");
-        serde_json::to_string_pretty(&payload::event(&el)).expect("json")
-    });
+    check("events.txt", event_of);
 }
 
 #[test]
@@ -131,34 +144,17 @@ fn room_stanza_to_event_json() {
 
 #[test]
 fn stanza_to_event_json_vocabulary() {
-    check("vocabulary.txt", |inputs| {
-        let el = stanza::parse_received(&inputs[0]).expect("test stanza parses");
-        serde_json::to_string_pretty(&payload::event(&el)).expect("json")
-    });
+    check("vocabulary.txt", event_of);
 }
 
 #[test]
 fn answer_to_reply_stanzas_vocabulary() {
-    check("vocabulary_answers.txt", |inputs| {
-        let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");
-        let answer: serde_json::Value = serde_json::from_str(&inputs[1]).expect("test answer is JSON");
-        match payload::replies(&answer, &original, DOMAIN) {
-            Ok(replies) => mask_ids(replies.iter().map(stanza::to_xml_string).collect::<Vec<_>>().join("\n")),
-            Err(e) => format!("error: {}", e.to_stanza_error()),
-        }
-    });
+    check("vocabulary_answers.txt", replies_of);
 }
 
 #[test]
 fn answer_to_reply_stanzas() {
-    check("replies.txt", |inputs| {
-        let original = stanza::parse_received(&inputs[0]).expect("test stanza parses");
-        let answer: serde_json::Value = serde_json::from_str(&inputs[1]).expect("test answer is JSON");
-        match payload::replies(&answer, &original, DOMAIN) {
-            Ok(replies) => mask_ids(replies.iter().map(stanza::to_xml_string).collect::<Vec<_>>().join("\n")),
-            Err(e) => format!("error: {}", e.to_stanza_error()),
-        }
-    });
+    check("replies.txt", replies_of);
 }
 
 #[test]

@@ -92,7 +92,7 @@ async fn answers_on(server: Server) {
         // As in the golden case: the message answered has the id m-7.
         let stanza = format!(
             "<message to='json@{DOMAIN}' type='chat' id='m-7'><body>{}</body></message>",
-            testkit::client::escape(&case.inputs[1])
+            testkit::muc::escape(&case.inputs[1])
         );
         b.alice.send(&stanza).await.expect("send");
         let (reply, _) = b.alice.expect(WAIT, &case.name, |el| el.name() == "message").await.expect("a reply");
