@@ -42,9 +42,22 @@ pub(crate) fn cpu_time_of(pid: u32) -> anyhow::Result<std::time::Duration> {
     Ok(std::time::Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
-/// A TCP port free on loopback right now.
+/// A TCP port free on loopback right now, and never handed out before in this process. The
+/// kernel may give a port just released to the next `bind(0)`: two tests of one binary could
+/// then start servers on the same port, and the second test would find the first one's server
+/// answering there (seen in CI: a handshake refused with `host-unknown` by another test's
+/// Prosody).
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..64 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::other("no loopback port left that this process has not handed out"))
 }
 
 /// True when the tests run under CI, where a missing dependency is a failure, not a skip.
