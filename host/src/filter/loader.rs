@@ -58,6 +58,16 @@ impl FilterLoader {
         }
     }
 
+    /// One filter on its own (`stanzahook filter run`), through the same compile cache as a
+    /// served chain, so trying a filter after a restart or a `check` does not compile it again.
+    /// Returns it with the line that says where its version came from.
+    pub fn load_alone(&mut self, settings: FilterSettings) -> anyhow::Result<(LoadedFilter, String)> {
+        let engine = self.engine()?;
+        let (filter, _, change) = self.fresh(&engine, &settings, None)?;
+        let change = change.unwrap_or_else(|| format!("filter `{}` ({})", settings.name, settings.path.display()));
+        Ok((filter, change))
+    }
+
     /// Loads the chain for `settings`, in order. A file that cannot be read, compiled or
     /// instantiated keeps its previous version if this loader served one (logged, once per
     /// content: a reload only looks again when the file changes); otherwise the load fails and
@@ -67,15 +77,7 @@ impl FilterLoader {
             self.serving.clear();
             return Ok(Loaded { chain: FilterChain::empty(), changes: Vec::new(), kept: 0 });
         }
-        let engine = match &self.engine {
-            Some(engine) => engine.clone(),
-            None => {
-                let engine = FilterEngine::new()?;
-                self.engine = Some(engine.clone());
-                engine
-            }
-        };
-        self.open_cache(&engine);
+        let engine = self.engine()?;
         let mut serving: HashMap<PathBuf, Version> = HashMap::new();
         let mut filters = Vec::with_capacity(settings.len());
         let mut changes = Vec::new();
@@ -138,6 +140,20 @@ impl FilterLoader {
         filter.try_instantiate().with_context(|| format!("{what}: cannot start an instance"))?;
         let change = format!("{what}: version {} {how} in {} ms", &hash[..12], started.elapsed().as_millis());
         Ok((filter, Version { hash, component }, Some(change)))
+    }
+
+    /// The engine, made on first use, with the disk cache opened for it.
+    fn engine(&mut self) -> anyhow::Result<FilterEngine> {
+        let engine = match &self.engine {
+            Some(engine) => engine.clone(),
+            None => {
+                let engine = FilterEngine::new()?;
+                self.engine = Some(engine.clone());
+                engine
+            }
+        };
+        self.open_cache(&engine);
+        Ok(engine)
     }
 
     fn open_cache(&mut self, engine: &FilterEngine) {

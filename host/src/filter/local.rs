@@ -4,12 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{AfterDecision, BeforeDecision, CallReport, FilterEngine, FilterSettings, Level};
+use super::{AfterDecision, BeforeDecision, CallReport, FilterSettings, Level};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,16 +36,13 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
     let reply = args.reply.as_ref().map(|p| read_json(p, "--reply")).transpose()?;
     let mut settings = FilterSettings::from_path(args.wasm.clone());
     settings.config = args.config.clone();
-    let started = Instant::now();
-    let engine = FilterEngine::new()?;
-    let filter = engine.load(settings)?;
+    // The compile cache `run` and `check` use by default: an unchanged filter is not compiled again.
+    let mut loader = super::FilterLoader::new(super::CompileCache::default_dir());
+    let (filter, loaded) = loader.load_alone(settings)?;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "filter {} ({}): compiled in {} ms; {}",
-        filter.name(),
-        args.wasm.display(),
-        started.elapsed().as_millis(),
+        "{loaded}; {}",
         if filter.reuses_instances() {
             "allows reuse: stanzahook keeps its instance between calls"
         } else {

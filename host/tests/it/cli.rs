@@ -303,3 +303,35 @@ fn no_text_in_the_repository_cites_a_spec_section_it_does_not_hold() {
     }
     assert!(citing.is_empty(), "these cite a SPEC section; point to the README's sections instead: {citing:?}");
 }
+
+/// `filter run` compiles through the same disk cache as `run` and `check`: the second run of an
+/// unchanged filter loads it from there.
+#[test]
+fn filter_run_loads_an_unchanged_filter_from_the_compile_cache() {
+    if !testkit::guests::require_wasm_target() {
+        return;
+    }
+    let wasm = testkit::guests::wasm("examples/filters", "commands").expect("builds").display().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let event = dir.path().join("ping.json");
+    std::fs::write(
+        &event,
+        r#"{"to":"echo@bot.example.org","from":"a@b/c","kind":"message","body":"/ping","stanza":"<message/>"}"#,
+    )
+    .expect("write");
+    let run = || {
+        let out = Command::new(stanzahook_bin())
+            .args(["filter", "run", &wasm, "--event", &event.display().to_string()])
+            .env_remove("CACHE_DIRECTORY")
+            .env("XDG_CACHE_HOME", dir.path().join("cache"))
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned()
+    };
+    let first = run();
+    assert!(first.contains(" compiled in ") && first.contains("version "), "{first}");
+    let second = run();
+    assert!(second.contains(" from the compile cache in "), "{second}");
+    assert!(dir.path().join("cache/stanzahook").is_dir(), "the cache is where run and check keep theirs");
+}
