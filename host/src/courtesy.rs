@@ -61,7 +61,7 @@ pub fn end_typing(original: &Element, replies: &mut Vec<Element>) {
             && r.get_child("body", NS_COMPONENT).is_some()
     });
     match reply {
-        Some(reply) if reply.children().any(|c| c.ns() == NS_CHATSTATES) => {}
+        Some(reply) if reply.children().any(|c| c.has_ns(NS_CHATSTATES)) => {}
         Some(reply) => {
             reply.append_child(Element::builder("active", NS_CHATSTATES).build());
         }

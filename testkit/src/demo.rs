@@ -22,19 +22,9 @@ const USER: (&str, &str) = ("alice", "alicepw");
 #[derive(Debug)]
 pub struct Running {
     prosody: Prosody,
-    _webhook: WebhookProcess,
+    /// The example webhook.
+    _webhook: crate::KilledOnDrop,
     host: HostProcess,
-}
-
-/// The example webhook's process, killed when dropped.
-#[derive(Debug)]
-struct WebhookProcess(std::process::Child);
-
-impl Drop for WebhookProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Where the story goes: printed as it happens, and kept for whoever asks.
@@ -82,7 +72,7 @@ pub async fn run(stanzahook: &Path, out: &Transcript) -> anyhow::Result<Running>
     say!(out, "             (free ports instead of 5222 and 5347; its data and log in {})", prosody.dir().display());
 
     let webhook_port = crate::free_port()?;
-    let mut webhook = WebhookProcess(
+    let mut webhook = crate::KilledOnDrop(
         Command::new("python3")
             .arg(crate::guests::repo_root().join("examples/webhooks/echo.py"))
             .arg(webhook_port.to_string())

@@ -60,6 +60,18 @@ pub fn free_port() -> std::io::Result<u16> {
     Err(std::io::Error::other("no loopback port left that this process has not handed out"))
 }
 
+/// A child process (an example webhook, say) killed and reaped when dropped, so a failing test
+/// leaves nothing running.
+#[derive(Debug)]
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// True when the tests run under CI, where a missing dependency is a failure, not a skip.
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

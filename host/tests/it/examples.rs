@@ -1,20 +1,11 @@
 //! The example webhooks a newcomer copies, run for real behind a real Prosody.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use testkit::client::{body, error_of};
 
 use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn examples_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/webhooks")
@@ -47,7 +38,12 @@ async fn round_trip(post_url: String) {
 
 /// Starts an example webhook with `program args…` (environment `env`) on a free port, the
 /// `{port}` argument, and waits for it to listen. `None` where the program is missing.
-async fn serve(program: &str, install_hint: &str, args: &[&str], env: &[(&str, &str)]) -> Option<(Server, String)> {
+async fn serve(
+    program: &str,
+    install_hint: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Option<(testkit::KilledOnDrop, String)> {
     if !testkit::require_program(program, install_hint) {
         return None;
     }
@@ -61,7 +57,7 @@ async fn serve(program: &str, install_hint: &str, args: &[&str], env: &[(&str, &
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{program} runs: {e}"));
-    let server = Server(child);
+    let server = testkit::KilledOnDrop(child);
     wait_for_port(port).await;
     Some((server, format!("http://127.0.0.1:{port}/")))
 }
