@@ -1,9 +1,13 @@
 //! The one `bindgen!` of the filter WIT (`wit/filter.wit`), the host imports it asks for, and the
 //! hooks' results as they lie in the guest's memory.
 //!
-//! Every string a guest hands over (a hook's verdict or error, a log message, a config key) is
-//! read as a `WasmStr`, a view into the guest's memory, so that it is measured before anything
-//! is copied (README: "Filters"): `bindgen!`'s own lifting copies each string whole first.
+//! A string a guest hands to a host import (a log message, a config key) is read as a `WasmStr`, a
+//! view into the guest's memory, so that it is measured before anything is copied (README:
+//! "Filters"). A hook's result cannot be: wasmtime runs the guest's post-return function (which
+//! frees the result's strings) inside the call, before the host sees the result, so a view read
+//! afterwards reads freed memory. Python guests reuse that memory at once; Rust ones happened not
+//! to. Results are therefore copied while they are lifted (no larger than the filter's memory
+//! limit, as they lie in its memory) and measured right after.
 
 use anyhow::Context;
 use wasmtime::StoreContextMut;
@@ -24,34 +28,34 @@ const HOST_INTERFACE: &str = "stanzahook:filter/host@0.1.1";
 /// A config key longer than this cannot name an entry: the lookup reads no further.
 const MAX_CONFIG_KEY_BYTES: usize = 4096;
 
-/// `before-verdict`, its strings left in the guest's memory.
+/// `before-verdict`, its strings copied out of the guest's memory as they are lifted.
 #[derive(ComponentType, Lift)]
 #[component(variant)]
 pub enum RawBefore {
     #[component(name = "pass")]
     Pass,
     #[component(name = "rewrite")]
-    Rewrite(WasmStr),
+    Rewrite(String),
     #[component(name = "answer")]
-    Answer(WasmStr),
+    Answer(String),
     #[component(name = "drop")]
     Drop,
 }
 
-/// `after-verdict`, its string left in the guest's memory.
+/// `after-verdict`, its string copied out as it is lifted.
 #[derive(ComponentType, Lift)]
 #[component(variant)]
 pub enum RawAfter {
     #[component(name = "pass")]
     Pass,
     #[component(name = "replace")]
-    Replace(WasmStr),
+    Replace(String),
     #[component(name = "drop")]
     Drop,
 }
 
 /// What a hook returns: `result<verdict, string>`.
-pub type HookResult<V> = (Result<V, WasmStr>,);
+pub type HookResult<V> = (Result<V, String>,);
 
 /// Adds the host imports (`host.log`, `host.config`, `host.config-entries`) and the `types`
 /// interface to `linker`.
@@ -77,7 +81,7 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> anyhow::Result<()> {
     .map_err(anyhow::Error::from)
     .context("log")?;
     host.func_wrap("config", |store: StoreContextMut<'_, CallState>, (key,): (WasmStr,)| {
-        let value = match guest_text::within(&key, &store, MAX_CONFIG_KEY_BYTES) {
+        let value = match guest_text::within_memory(&key, &store, MAX_CONFIG_KEY_BYTES) {
             Ok(key) => store.data().settings.config.get(key.as_ref()).cloned(),
             Err(_) => None,
         };

@@ -3,11 +3,10 @@
 //! (epoch deadline for CPU, a resource limiter for memory), no WASI capability beyond the granted
 //! ones, and the guest's output captured for the log.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{ComponentExportIndex, Instance, ResourceTable, WasmStr};
+use wasmtime::component::{ComponentExportIndex, Instance, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -68,9 +67,9 @@ impl JsonText {
     }
 }
 
-/// A string a hook returned, read from the guest's memory only if it is within the output cap.
-fn read<'a>(text: &WasmStr, store: &'a Store<CallState>, limit: usize) -> Result<Cow<'a, str>, FilterError> {
-    guest_text::within(text, store, limit).map_err(|refused| match refused {
+/// A string a hook returned, taken only if it is within the output cap.
+fn read(text: &str, limit: usize) -> Result<&str, FilterError> {
+    guest_text::within(text, limit).map_err(|refused| match refused {
         Refused::TooLarge(size) => FilterError::OutputTooLarge { size, limit },
         Refused::Encoding(why) => FilterError::NotText(why),
     })
@@ -236,11 +235,11 @@ impl LoadedFilter {
                 let hook = instance.get_typed_func::<(&str,), HookResult<RawBefore>>(&mut *store, self.hooks.before)?;
                 Ok(hook.call(&mut *store, (event,))?.0)
             },
-            |verdict, store| match verdict {
+            |verdict| match verdict {
                 RawBefore::Pass => Ok(BeforeDecision::Pass),
                 RawBefore::Drop => Ok(BeforeDecision::Drop),
-                RawBefore::Answer(text) => tree(&read(&text, store, limit)?).map(BeforeDecision::Answer),
-                RawBefore::Rewrite(text) => object(checked(&read(&text, store, limit)?)?).map(BeforeDecision::Rewrite),
+                RawBefore::Answer(text) => tree(read(&text, limit)?).map(BeforeDecision::Answer),
+                RawBefore::Rewrite(text) => object(checked(read(&text, limit)?)?).map(BeforeDecision::Rewrite),
             },
         )
     }
@@ -260,20 +259,19 @@ impl LoadedFilter {
                     .get_typed_func::<(&str, &WebhookAnswer), HookResult<RawAfter>>(&mut *store, self.hooks.after)?;
                 Ok(hook.call(&mut *store, (event, &answer))?.0)
             },
-            |verdict, store| match verdict {
+            |verdict| match verdict {
                 RawAfter::Pass => Ok(AfterDecision::Pass),
                 RawAfter::Drop => Ok(AfterDecision::Drop),
-                RawAfter::Replace(text) => checked(&read(&text, store, limit)?).map(AfterDecision::Replace),
+                RawAfter::Replace(text) => checked(read(&text, limit)?).map(AfterDecision::Replace),
             },
         )
     }
 
-    /// One hook call: `invoke` calls the hook, `read` turns its verdict into a decision while the
-    /// strings it points to are still in the guest's memory.
+    /// One hook call: `invoke` calls the hook, `read` turns its verdict into a decision.
     fn call<R, V>(
         &self,
-        invoke: impl FnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<Result<R, WasmStr>>,
-        read: impl FnOnce(R, &Store<CallState>) -> Result<V, FilterError>,
+        invoke: impl FnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<Result<R, String>>,
+        read: impl FnOnce(R) -> Result<V, FilterError>,
     ) -> (Result<V, FilterError>, CallReport) {
         let mut report = CallReport::default();
         let started = Instant::now();
@@ -304,8 +302,10 @@ impl LoadedFilter {
             Err(e) => Err(self.classify(e)),
             // A wait cut at the deadline: the guest may have returned before an epoch check.
             Ok(_) if out_of_time => Err(FilterError::Timeout(self.settings.limits.cpu)),
-            Ok(Ok(verdict)) => read(verdict, &store),
-            Ok(Err(message)) => Err(FilterError::Returned(guest_text::message(&message, &store))),
+            Ok(Ok(verdict)) => read(verdict),
+            Ok(Err(message)) => {
+                Err(FilterError::Returned(guest_text::cut_line(&message, guest_text::MAX_MESSAGE_BYTES)))
+            }
         };
         report.call = call_started.elapsed();
         let mut log = std::mem::take(&mut store.data_mut().log);

@@ -8,36 +8,33 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use wasmtime::AsContext;
 use wasmtime::component::WasmStr;
 
 /// Bytes of a guest's error message (a hook's `Err`, a trap's text) that are kept.
 pub const MAX_MESSAGE_BYTES: usize = 2048;
 
-/// A string in the guest's memory, borrowed if it is at most `limit` bytes: the host copies
-/// nothing larger (a guest answering with most of its 64 MiB held that much again in the host,
-/// per filter thread). Guests using UTF-8 (Rust, componentize-py, componentize-js) are measured
-/// without decoding; a UTF-16 guest's string is decoded first, as wasmtime does not tell its
-/// length.
-pub fn within<'a, T: 'static>(
-    text: &WasmStr,
-    store: impl Into<wasmtime::StoreContext<'a, T>>,
-    limit: usize,
-) -> Result<Cow<'a, str>, Refused> {
-    let text = text.to_str(store).map_err(|e| Refused::Encoding(format!("{e}")))?;
+/// A string a hook returned, if it is at most `limit` bytes. wasmtime has copied it already
+/// (see `bindings.rs`: a result's memory is freed before the host sees it), at most the filter's
+/// memory limit; nothing larger than `limit` goes further.
+pub fn within(text: &str, limit: usize) -> Result<&str, Refused> {
     if text.len() > limit {
         return Err(Refused::TooLarge(text.len()));
     }
     Ok(text)
 }
 
-/// A guest's message for the log: its first `MAX_MESSAGE_BYTES` as one line, and how much was
-/// cut; a string that is not text at all is described instead.
-pub fn message<T: 'static>(text: &WasmStr, store: impl AsContext<Data = T>) -> String {
-    match text.to_str(store.as_context()) {
-        Ok(text) => cut_line(&text, MAX_MESSAGE_BYTES),
-        Err(e) => format!("(a message that is not text: {e})"),
-    }
+/// A string in the guest's memory that a host import was given, borrowed if it is at most
+/// `limit` bytes: the host copies nothing larger. Guests using UTF-8 (Rust, componentize-py,
+/// componentize-js) are measured without decoding; a UTF-16 guest's string is decoded first, as
+/// wasmtime does not tell its length.
+pub fn within_memory<'a, T: 'static>(
+    text: &WasmStr,
+    store: impl Into<wasmtime::StoreContext<'a, T>>,
+    limit: usize,
+) -> Result<Cow<'a, str>, Refused> {
+    let text = text.to_str(store).map_err(|e| Refused::Encoding(format!("{e}")))?;
+    within(&text, limit)?;
+    Ok(text)
 }
 
 /// Why a guest's string was not taken.
