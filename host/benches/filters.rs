@@ -123,7 +123,7 @@ fn one_stanza(
 }
 
 fn micro(tag: &Path, instances: Instances) -> anyhow::Result<()> {
-    let engine = FilterEngine::new()?;
+    let engine = FilterEngine::new(Default::default())?;
     let a = engine.load(settings(tag, "A", instances))?;
     let b = engine.load(settings(tag, "B", instances))?;
     if a.reuses_instances() != (instances == Instances::Kept) {

@@ -136,7 +136,7 @@ fn load(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
 }
 
 /// Accepts a path owned by the current user and not writable by group or others.
-fn trusted(path: &Path) -> anyhow::Result<()> {
+pub(super) fn trusted(path: &Path) -> anyhow::Result<()> {
     let me = fs::metadata("/proc/self").context("cannot tell who this process runs as")?.uid();
     let meta = fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if meta.file_type().is_symlink() {
@@ -151,7 +151,7 @@ fn trusted(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

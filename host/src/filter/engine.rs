@@ -14,6 +14,7 @@ use super::bindings::FilterPre;
 use super::call::{CallState, Hooks, LoadedFilter};
 use super::chain::FilterChain;
 use super::compile_threads::CompileThreads;
+use super::function_cache::FunctionCache;
 use super::warm::{WarmBudget, WarmPool};
 use super::workers::FilterWorkers;
 
@@ -51,7 +52,9 @@ impl std::fmt::Debug for FilterEngine {
 }
 
 impl FilterEngine {
-    pub fn new() -> anyhow::Result<FilterEngine> {
+    /// `functions`: where cranelift keeps compiled functions for the next compile (its directory
+    /// may be set or moved later).
+    pub fn new(functions: Arc<FunctionCache>) -> anyhow::Result<FilterEngine> {
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasip2 component holds a handful of core instances, memories and tables.
         let in_flight = u32::try_from(max_concurrent_calls() * 2).unwrap_or(32);
@@ -74,7 +77,10 @@ impl FilterEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .enable_incremental_compilation(functions)
+            .map_err(anyhow::Error::from)
+            .context("cannot set up the function cache")?;
         let engine =
             Engine::new(&config).map_err(anyhow::Error::from).context("cannot set up the WebAssembly engine")?;
         start_epoch_ticker(&engine).context("cannot start the timer that enforces filter CPU limits")?;

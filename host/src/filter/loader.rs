@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use wasmtime::component::Component;
 
 use super::cache::{CompileCache, content_hash};
+use super::function_cache::FunctionCache;
 use super::{FilterChain, FilterEngine, FilterSettings, LoadedFilter};
 
 /// The version of a file a chain serves.
@@ -25,6 +27,8 @@ pub struct FilterLoader {
     engine: Option<FilterEngine>,
     cache_dir: Option<PathBuf>,
     cache: Option<CompileCache>,
+    /// The engine's compiled functions, kept beside the compiled components.
+    functions: Arc<FunctionCache>,
     serving: HashMap<PathBuf, Version>,
 }
 
@@ -47,7 +51,7 @@ pub struct Loaded {
 impl FilterLoader {
     /// `cache_dir`: where compiled filters are kept, if anywhere.
     pub fn new(cache_dir: Option<PathBuf>) -> FilterLoader {
-        FilterLoader { engine: None, cache_dir, cache: None, serving: HashMap::new() }
+        FilterLoader { engine: None, cache_dir, cache: None, functions: Arc::default(), serving: HashMap::new() }
     }
 
     /// Points the disk cache elsewhere (a reloaded config may move it).
@@ -55,6 +59,9 @@ impl FilterLoader {
         if dir != self.cache_dir {
             self.cache_dir = dir;
             self.cache = None;
+            if self.engine.is_some() {
+                self.functions.set_dir(self.cache_dir.as_deref());
+            }
         }
     }
 
@@ -125,20 +132,25 @@ impl FilterLoader {
             return Ok((filter, previous.clone(), None));
         }
         let (component, how) = match self.cache.as_ref().and_then(|c| c.get(engine.wasmtime(), &hash)) {
-            Some(component) => (component, "from the compile cache"),
+            Some(component) => (component, ("from the compile cache", String::new())),
             None => {
+                let before = self.functions.counts();
                 let component = engine.compile(&bytes).with_context(|| what.clone())?;
+                let functions = self.functions.counts().since(before);
                 if let Some(cache) = &self.cache
                     && let Err(e) = cache.put(&hash, &component)
                 {
                     tracing::warn!("compile cache: cannot write to {}: {e:#}", cache.dir().display());
                 }
-                (component, "compiled")
+                (component, ("compiled", functions.describe()))
             }
         };
         let filter = engine.prepare(settings.clone(), &component)?;
         filter.try_instantiate().with_context(|| format!("{what}: cannot start an instance"))?;
-        let change = format!("{what}: version {} {how} in {} ms", &hash[..12], started.elapsed().as_millis());
+        let (how, functions) = how;
+        // `compiled in 2400 ms, 31200 of 31450 functions from the function cache`
+        let took = started.elapsed().as_millis();
+        let change = format!("{what}: version {} {how} in {took} ms{functions}", &hash[..12]);
         Ok((filter, Version { hash, component }, Some(change)))
     }
 
@@ -147,7 +159,8 @@ impl FilterLoader {
         let engine = match &self.engine {
             Some(engine) => engine.clone(),
             None => {
-                let engine = FilterEngine::new()?;
+                self.functions.set_dir(self.cache_dir.as_deref());
+                let engine = FilterEngine::new(self.functions.clone())?;
                 self.engine = Some(engine.clone());
                 engine
             }
