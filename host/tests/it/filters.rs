@@ -28,7 +28,12 @@ fn entry(path: &std::path::Path, name: &str, extra: &str) -> String {
 #[tokio::test]
 async fn commands_answers_itself_and_passes_the_rest() {
     let Some(wasm) = guest(EXAMPLES, "commands") else { return };
-    let toml = entry(&wasm, "commands", "");
+    commands_example(&wasm).await;
+}
+
+/// The `commands` example, in whichever language `wasm` was written (see `languages.rs`).
+pub async fn commands_example(wasm: &std::path::Path) {
+    let toml = entry(wasm, "commands", "");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
     let reply = b.ask("echo", "/ping").await;
     assert_eq!(body(&reply).as_deref(), Some("pong"));
@@ -79,7 +84,12 @@ async fn dev_tells_each_stanzas_way_in_one_line() {
 #[tokio::test]
 async fn reshape_speaks_a_chat_webhook_of_another_shape() {
     let Some(wasm) = guest(EXAMPLES, "reshape") else { return };
-    let toml = entry(&wasm, "reshape", "");
+    reshape_example(&wasm).await;
+}
+
+/// The `reshape` example, in whichever language `wasm` was written.
+pub async fn reshape_example(wasm: &std::path::Path) {
+    let toml = entry(wasm, "reshape", "");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
     let reply = b.ask("slack", "hi there").await;
     assert_eq!(body(&reply).as_deref(), Some("you said hi there"));
@@ -119,7 +129,12 @@ async fn reshape_speaks_a_chat_webhook_of_another_shape() {
 #[tokio::test]
 async fn redact_masks_or_drops_what_matches() {
     let Some(wasm) = guest(EXAMPLES, "redact") else { return };
-    let toml = entry(&wasm, "redact", "[filter.config]\npatterns = \"password, api_key\"\n");
+    redact_example(&wasm).await;
+}
+
+/// The `redact` example, in whichever language `wasm` was written.
+pub async fn redact_example(wasm: &std::path::Path) {
+    let toml = entry(wasm, "redact", "[filter.config]\npatterns = \"password, api_key\"\n");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
     let reply = b.ask("echo", "my Password is hunter2").await;
     assert_eq!(body(&reply).as_deref(), Some("my [redacted] is hunter2"));
@@ -127,7 +142,7 @@ async fn redact_masks_or_drops_what_matches() {
     assert_eq!(event["body"], "my [redacted] is hunter2");
     assert!(!event.to_string().contains("Password"), "the raw stanza leaked: {event}");
 
-    let toml = entry(&wasm, "redact", "[filter.config]\npatterns = \"password\"\naction = \"drop\"\n");
+    let toml = entry(wasm, "redact", "[filter.config]\npatterns = \"password\"\naction = \"drop\"\n");
     let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
     b.alice.send(&message(&format!("echo@{DOMAIN}"), "password: x")).await.expect("send");
     b.expect_silence().await;
@@ -351,6 +366,30 @@ async fn a_kept_instance_ends_with_a_failed_call() {
     let Some((b, bodies)) = count_three("[filter.config]\ntrap_at = \"2\"\n").await else { return };
     assert_eq!(bodies, ["a #1", "b", "c #1"], "skipped on the trap, then fresh");
     assert!(b.host.log().contains("trapping on stanza #2"), "{}", b.host.log());
+}
+
+#[tokio::test]
+async fn a_kept_instance_whose_memory_nearly_fills_its_limit_is_retired_before_a_call_fails() {
+    // 1 MiB more per stanza under a 4 MiB limit: kept as it is, the fourth call or so would fail.
+    let Some(wasm) = guest(TEST_GUESTS, "counter") else { return };
+    let toml = entry(
+        &wasm,
+        "counter",
+        "memory_limit = 4194304
+[filter.config]
+leak_kib = \"1024\"
+",
+    );
+    let Some(mut b) = Bridge::start(Options { toml: &toml, ..Options::default() }).await else { return };
+    for n in 0..8 {
+        b.ask("echo", &format!("m{n}")).await;
+    }
+    let requests = b.webhook_saw(8).await;
+    let bodies: Vec<&str> = requests.iter().map(|r| r.event["body"].as_str().unwrap_or_default()).collect();
+    assert!(bodies.iter().all(|b| b.contains(" #")), "no call failed (a failed one is skipped, uncounted): {bodies:?}");
+    let fresh = bodies.iter().filter(|b| b.ends_with(" #1")).count();
+    assert!(fresh >= 2, "the instance was retired and a fresh one took over: {bodies:?}");
+    assert!(bodies.iter().any(|b| b.ends_with(" #2")), "and kept until then: {bodies:?}");
 }
 
 #[tokio::test]
