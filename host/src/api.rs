@@ -3,6 +3,9 @@
 //! - `GET /metrics`: the Prometheus text exposition of `metrics.rs`;
 //! - `GET /rooms`, `POST /rooms`, `DELETE /rooms/{jid}`: the rooms, joined and left at run time
 //!   (README: "Group chat"), behind the same token as `/send`;
+//! - `POST /inject` (in `stanzahook dev` only): `{"body", "from"?, "to"?}` becomes a test message
+//!   handled as if the server had sent it (README: "The development loop"), behind the token
+//!   when one is set;
 //! - `POST /send`: a reply JSON as in the README's "The answer", with `to` (or `room`, see "Group
 //!   chat") required, behind a bearer token, checked like a webhook's answer and queued for the
 //!   server: how a bot answers later than the webhook's timeout.
@@ -32,6 +35,7 @@ struct Api {
     live: LiveCell,
     outbox: Outbox,
     rooms: Arc<Rooms>,
+    injector: Option<Arc<crate::dev::Injector>>,
 }
 
 /// Binds the listener: done before serving, so a port in use is reported at start.
@@ -40,22 +44,34 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves the API until `shutdown`.
-pub fn spawn(listener: TcpListener, live: LiveCell, outbox: Outbox, rooms: Arc<Rooms>, shutdown: CancellationToken) {
+pub fn spawn(
+    listener: TcpListener,
+    live: LiveCell,
+    outbox: Outbox,
+    rooms: Arc<Rooms>,
+    injector: Option<Arc<crate::dev::Injector>>,
+    shutdown: CancellationToken,
+) {
     let with_token = live.load().config.api.token.is_some();
-    let app = Router::new()
+    let injecting = injector.is_some();
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/send", post(send))
         .route("/rooms", get(list_rooms).post(join_room))
-        .route("/rooms/{jid}", delete(leave_room))
-        .with_state(Api { live, outbox, rooms });
+        .route("/rooms/{jid}", delete(leave_room));
+    if injecting {
+        app = app.route("/inject", post(inject));
+    }
+    let app = app.with_state(Api { live, outbox, rooms, injector });
     if let Ok(addr) = listener.local_addr() {
         let calls = if with_token {
             "/healthz, /metrics, /send, /rooms"
         } else {
             "/healthz, /metrics; /send and /rooms are off without api.token"
         };
-        tracing::info!("operator API on http://{addr} ({calls})");
+        let inject = if injecting { ", /inject" } else { "" };
+        tracing::info!("operator API on http://{addr} ({calls}{inject})");
     }
     tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
@@ -84,6 +100,30 @@ async fn metrics_text(State(api): State<Api>) -> Response {
     api.rooms.publish_metrics();
     let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], metrics::metrics().encode()).into_response()
+}
+
+/// `POST /inject`: a test message, as typed at `stanzahook dev`'s prompt. Open without a token
+/// (it exists only in the development loop, which its author runs), behind it when one is set.
+async fn inject(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(injector) = &api.injector else {
+        return refuse(StatusCode::NOT_FOUND, "/inject is only served by `stanzahook dev`");
+    };
+    if api.live.load().config.api.token.is_some()
+        && let Some(refusal) = refused(&api, &headers, "/inject")
+    {
+        return refusal;
+    }
+    let Ok(Value::Object(call)) = serde_json::from_slice::<Value>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "expected a JSON object like {\"body\": \"/ping\"}");
+    };
+    let text = |key: &str| call.get(key).and_then(Value::as_str);
+    let Some(message) = text("body").filter(|b| !b.trim().is_empty()) else {
+        return refuse(StatusCode::BAD_REQUEST, "`body` is missing: the text of the test message");
+    };
+    match injector.message(message, text("from"), text("to")).await {
+        Ok(id) => (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response(),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 fn refuse(code: StatusCode, why: impl Into<String>) -> Response {

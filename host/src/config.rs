@@ -309,6 +309,8 @@ struct RawFilter {
     #[serde(default)]
     read_dirs: Vec<String>,
     reuse_instances: Option<bool>,
+    source: Option<String>,
+    build: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -672,6 +674,17 @@ fn filter(raw: RawFilter, index: usize, base: &Path) -> Result<FilterSettings, C
     settings.config = raw.config;
     settings.grants = Grants { env: raw.env, read_dirs: raw.read_dirs.iter().map(|d| base.join(d)).collect() };
     settings.reuse_instances = raw.reuse_instances.unwrap_or(true);
+    settings.source = match (raw.source, raw.build) {
+        (Some(dir), build) if !dir.trim().is_empty() => {
+            let build = build.filter(|b| !b.trim().is_empty());
+            Some(crate::filter::FilterSource { dir: base.join(dir.trim()), build })
+        }
+        (Some(_), _) => return Err(err(&key("source"), "must not be empty")),
+        (None, Some(_)) => {
+            return Err(err(&key("build"), "needs `source`, the directory the command builds the filter from"));
+        }
+        (None, None) => None,
+    };
     Ok(settings)
 }
 
@@ -939,6 +952,11 @@ name = \"second\"
         assert_eq!(c.filters[0].config.get("prefix").map(String::as_str), Some("!"));
         assert!(!c.filters[0].reuse_instances);
         assert!(c.filters[1].reuse_instances, "the filter's own answer decides by default");
+        assert_eq!(c.filters[0].source, None);
+        let text = format!("{BASE}\n[[filter]]\npath = \"a.wasm\"\nsource = \"src/a\"\nbuild = \"make\"\n");
+        let c = from_toml_str(&text, &Overrides::default()).expect("valid");
+        let source = c.filters[0].source.as_ref().expect("a source");
+        assert_eq!((source.dir.as_path(), source.build.as_deref()), (Path::new("./src/a"), Some("make")));
     }
 
     #[test]
@@ -950,6 +968,10 @@ name = \"second\"
         check_err(
             "[[filter]]\npath = \"a.wasm\"\nmemory_limit = 4294967296\n",
             "config error: `filter[0].memory_limit`: at most 1073741824 bytes",
+        );
+        check_err(
+            "[[filter]]\npath = \"a.wasm\"\nbuild = \"make\"\n",
+            "config error: `filter[0].build`: needs `source`, the directory the command builds the filter from",
         );
         check_err(
             "[[filter]]\npath = \"x/a.wasm\"\n[[filter]]\npath = \"y/a.wasm\"\n",

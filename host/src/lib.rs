@@ -5,6 +5,7 @@ pub mod api;
 pub mod builtin;
 pub mod config;
 pub mod courtesy;
+pub mod dev;
 pub mod filter;
 pub mod health;
 pub mod lanes;
@@ -33,14 +34,18 @@ pub use config::Config;
 pub async fn run(source: config::ConfigSource, shutdown: CancellationToken) -> anyhow::Result<()> {
     let hangups = watch::hangups();
     let reloader = tokio::task::spawn_blocking(move || reload::Reloader::start(source)).await??;
-    serve(reloader, hangups, shutdown).await
+    serve(reloader, hangups, None, shutdown).await
 }
 
+/// Test messages of `stanzahook dev`: the injector (for `POST /inject`) and what it sends.
+pub type Injection = (std::sync::Arc<dev::Injector>, tokio::sync::mpsc::Receiver<tokio_xmpp::minidom::Element>);
+
 /// `run` with the config and filters already loaded (the binary loads them first, so that a
-/// mistake in either exits with the configuration error code).
+/// mistake in either exits with the configuration error code); `injection` for `stanzahook dev`.
 pub async fn serve(
     reloader: reload::Reloader,
     hangups: watch::Hangups,
+    injection: Option<Injection>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let live = reloader.live();
@@ -63,12 +68,18 @@ pub async fn serve(
         queue_capacity: config.connection.max_queued,
     };
     let (outbox, incoming, connection) = xmpp::spawn(settings, shutdown.clone());
+    // Only `stanzahook dev` merges in test messages: everywhere else the pipeline reads the
+    // server's stanzas with no task in between.
+    let (injector, incoming) = match injection {
+        Some((injector, injected)) => (Some(injector), dev::merge(incoming, injected)),
+        None => (None, incoming),
+    };
     let store = std::sync::Arc::new(store::Store::new(config.state_dir.clone()));
     let rooms = rooms::Rooms::new(outbox.clone(), store);
     let restoring = rooms.clone();
     tokio::task::spawn_blocking(move || restoring.restore()).await?;
     if let Some(listener) = api {
-        api::spawn(listener, live.clone(), outbox.clone(), rooms.clone(), shutdown.clone());
+        api::spawn(listener, live.clone(), outbox.clone(), rooms.clone(), injector, shutdown.clone());
     }
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());

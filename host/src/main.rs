@@ -39,6 +39,10 @@ enum Command {
     Run(Settings),
     /// Validate the configuration (and compile its filters) without connecting.
     Check(Settings),
+    /// The edit loop of a filter author: `run --dev`, plus building each filter that names a
+    /// `source` and rebuilding it on save, and test messages typed at the prompt (README: "The
+    /// development loop").
+    Dev(DevArgs),
     /// Work with filters without a server.
     #[command(subcommand)]
     Filter(FilterCommand),
@@ -48,6 +52,20 @@ enum Command {
 enum FilterCommand {
     /// Run one filter on one event and print what it decided.
     Run(FilterRunArgs),
+    /// Run one filter against a file of cases (events and the verdicts expected); exits 1 when a
+    /// case fails. The README's "Testing a filter" describes the file.
+    Test(FilterTestArgs),
+}
+
+#[derive(Debug, Args)]
+struct FilterTestArgs {
+    /// The filter: a WebAssembly component built for wasm32-wasip2.
+    wasm: PathBuf,
+    /// The cases: a TOML file of `[[case]]` tables.
+    cases: PathBuf,
+    /// A setting of the filter's config over the file's, KEY=VALUE; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    settings: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +89,18 @@ struct FilterRunArgs {
     /// The first name of --set, which meant a config file everywhere else; still accepted.
     #[arg(long = "config", value_name = "KEY=VALUE", hide = true)]
     old_settings: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    #[command(flatten)]
+    settings: Settings,
+    /// The sender of the test messages typed at the prompt or POSTed to /inject.
+    #[arg(long, default_value = "dev@localhost", value_name = "ADDRESS")]
+    from: String,
+    /// Their recipient [default: bot@ the component's domain].
+    #[arg(long, value_name = "ADDRESS")]
+    to: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -126,16 +156,32 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let dev = matches!(&cli.command, Command::Run(s) if s.dev);
+    let dev = matches!(&cli.command, Command::Run(s) if s.dev) || matches!(&cli.command, Command::Dev(_));
     init_logging(cli.log_format, dev);
+    let mut dev_loop = None;
     let (settings, check_only) = match &cli.command {
         Command::Run(s) => (s, false),
+        Command::Dev(args) => {
+            // Its filters are built before anything is loaded: on a fresh checkout there is no
+            // component yet.
+            let mut source = args.settings.source();
+            source.overrides.watch = Some(true);
+            match build_for_dev(&source) {
+                Ok(built) => dev_loop = Some((built, args)),
+                Err((code, e)) => {
+                    eprintln!("stanzahook: {e:#}");
+                    return code;
+                }
+            }
+            (&args.settings, false)
+        }
         Command::Check(s) if s.dev => {
             eprintln!("stanzahook: --dev is for `stanzahook run` (check loads the config once and exits)");
             return ExitCode::from(2);
         }
         Command::Check(s) => (s, true),
         Command::Filter(FilterCommand::Run(args)) => return filter_run(args),
+        Command::Filter(FilterCommand::Test(args)) => return filter_test(args),
     };
     // One thread for all the async work. A stanza goes through a chain of short steps handed from
     // task to task (connection, sender's lane, HTTP connection, and back); on one thread each
@@ -152,7 +198,11 @@ fn main() -> ExitCode {
     };
     // Before the filters compile (seconds in a debug build): a SIGHUP meanwhile must not kill.
     let hangups = if check_only { None } else { runtime.block_on(async { stanzahook::watch::hangups() }) };
-    let reloader = match stanzahook::reload::Reloader::start(settings.source()) {
+    let mut source = settings.source();
+    if dev_loop.is_some() {
+        source.overrides.watch = Some(true);
+    }
+    let reloader = match stanzahook::reload::Reloader::start(source) {
         Ok(reloader) => reloader,
         Err(e) => {
             eprintln!("stanzahook: {e:#}");
@@ -169,7 +219,18 @@ fn main() -> ExitCode {
     }
     let result = runtime.block_on(async {
         let shutdown = stanzahook::shutdown::on_signals();
-        stanzahook::serve(reloader, hangups, shutdown).await
+        let injection = match dev_loop {
+            Some((dev_loop, args)) => {
+                let to = args.to.clone().unwrap_or_else(|| format!("bot@{}", reloader.live().load().config.domain));
+                let (injector, injected) = stanzahook::dev::Injector::new(args.from.clone(), to);
+                let injector = std::sync::Arc::new(injector);
+                dev_loop.spawn_rebuilds(shutdown.clone())?;
+                stanzahook::dev::spawn_prompt(injector.clone());
+                Some((injector, injected))
+            }
+            None => None,
+        };
+        stanzahook::serve(reloader, hangups, injection, shutdown).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -180,21 +241,57 @@ fn main() -> ExitCode {
     }
 }
 
-fn filter_run(args: &FilterRunArgs) -> ExitCode {
-    if !args.old_settings.is_empty() {
-        eprintln!("stanzahook: `filter run --config KEY=VALUE` is now `--set KEY=VALUE`");
-    }
+/// The filters of `stanzahook dev` built from their sources; the exit code for a failure (2 for
+/// the config, 1 for a build).
+fn build_for_dev(
+    source: &stanzahook::config::ConfigSource,
+) -> Result<stanzahook::dev::DevLoop, (ExitCode, anyhow::Error)> {
+    let config = source.load().map_err(|e| (ExitCode::from(2), e.into()))?;
+    let dev_loop = stanzahook::dev::DevLoop::new(&config).map_err(|e| (ExitCode::from(2), e))?;
+    dev_loop.build_all().map_err(|e| (ExitCode::FAILURE, e))?;
+    Ok(dev_loop)
+}
+
+/// `--set KEY=VALUE` flags as a filter's settings; `None` (said) for one without `=`.
+fn filter_settings<'a>(
+    entries: impl Iterator<Item = &'a String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
     let mut config = std::collections::BTreeMap::new();
-    for entry in args.settings.iter().chain(&args.old_settings) {
+    for entry in entries {
         let Some((key, value)) = entry.split_once('=') else {
             eprintln!(
                 "stanzahook: --set {entry:?}: expected KEY=VALUE, a setting of the filter's config (a config file is \
                  for `stanzahook run` and `check`)"
             );
-            return ExitCode::from(2);
+            return None;
         };
         config.insert(key.to_owned(), value.to_owned());
     }
+    Some(config)
+}
+
+fn filter_test(args: &FilterTestArgs) -> ExitCode {
+    let Some(config) = filter_settings(args.settings.iter()) else { return ExitCode::from(2) };
+    let run = stanzahook::filter::cases::CasesRun { wasm: args.wasm.clone(), cases: args.cases.clone(), config };
+    match stanzahook::filter::cases::run(&run) {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Err(e) => {
+            eprintln!("stanzahook: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn filter_run(args: &FilterRunArgs) -> ExitCode {
+    if !args.old_settings.is_empty() {
+        eprintln!("stanzahook: `filter run --config KEY=VALUE` is now `--set KEY=VALUE`");
+    }
+    let Some(config) = filter_settings(args.settings.iter().chain(&args.old_settings)) else {
+        return ExitCode::from(2);
+    };
     let run = stanzahook::filter::local::LocalRun {
         wasm: args.wasm.clone(),
         event: args.event.clone(),

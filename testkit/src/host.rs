@@ -20,9 +20,17 @@ pub fn run_args(domain: &str, server: &str, secret: &str, post_url: &str, config
     args
 }
 
+/// `PATH` with the repository's `.tools/python/bin` first.
+pub fn with_tools_on_path() -> String {
+    let tools = crate::guests::repo_root().join(".tools/python/bin");
+    format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default())
+}
+
 #[derive(Debug)]
 pub struct HostProcess {
     child: Child,
+    /// Its standard input, for `stanzahook dev`'s prompt; `None` (null) otherwise.
+    stdin: Option<std::process::ChildStdin>,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -37,12 +45,35 @@ impl HostProcess {
 
     /// Starts `bin` with `args` and `RUST_LOG=log_filter`.
     pub fn start_logging(bin: &Path, args: &[String], log_filter: &str) -> anyhow::Result<HostProcess> {
+        HostProcess::spawn(bin, args, log_filter, Stdio::null())
+    }
+
+    /// Starts `bin` with `args` and standard input open for `type_line` (`stanzahook dev`'s
+    /// prompt).
+    pub fn start_at_a_prompt(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
+        let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
+        HostProcess::spawn(bin, args, &log_filter, Stdio::piped())
+    }
+
+    /// Types `line` and Enter at its standard input.
+    pub fn type_line(&mut self, line: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let stdin = self.stdin.as_mut().context("started without a prompt (use start_at_a_prompt)")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    fn spawn(bin: &Path, args: &[String], log_filter: &str, stdin: Stdio) -> anyhow::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("stanzahook-host-").tempdir()?;
         let log_path = dir.path().join("stanzahook.log");
         let log = std::fs::File::create(&log_path)?;
         let child = Command::new(bin)
             .args(args)
             .env("RUST_LOG", log_filter)
+            // `stanzahook dev` builds Python filters with the componentize-py that
+            // `scripts/install-deps --guests` put there, as an author's activated virtualenv would.
+            .env("PATH", with_tools_on_path())
             .env("NO_COLOR", "1")
             // Compiled filters are cached under target/, not in the user's home; tests that look
             // at the cache itself name their own directory in the config.
@@ -53,12 +84,14 @@ impl HostProcess {
             .env("XDG_STATE_HOME", dir.path().join("state"))
             .env_remove("STATE_DIRECTORY")
             .env_remove("STANZAHOOK_SECRET")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
-        Ok(HostProcess { child, log_path, _dir: dir })
+        let mut child = child;
+        let stdin = child.stdin.take();
+        Ok(HostProcess { child, stdin, log_path, _dir: dir })
     }
 
     /// Everything it logged so far.

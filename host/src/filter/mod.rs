@@ -4,14 +4,18 @@
 //! `waits`), keeping what the guest says within `guest_log`'s budget and reading what it returns
 //! through `guest_text`'s checks; `chain` runs the configured filters in order and applies each
 //! one's `on_error`, `workers` are the threads the chain runs on, `loader` makes chains at start
-//! and on reload, through `cache`, the compiled filters on disk, compiled on `compile_threads`.
+//! and on reload, through `cache`, the compiled filters on disk, compiled on `compile_threads`
+//! through `function_cache`, the compiled functions on disk (an edited interpreter filter
+//! recompiles only what changed).
 
 mod bindings;
 mod cache;
 mod call;
+pub mod cases;
 mod chain;
 mod compile_threads;
 mod engine;
+mod function_cache;
 mod guest_log;
 mod guest_text;
 mod loader;
@@ -28,6 +32,7 @@ pub use cache::{CompileCache, content_hash};
 pub use call::{AfterDecision, BeforeDecision, CallReport, FilterError, JsonText, LoadedFilter};
 pub use chain::{AfterOutcome, BeforeOutcome, FilterChain, Trail, Verdict};
 pub use engine::{FilterEngine, MAX_MEMORY_BYTES};
+pub use function_cache::{FunctionCache, FunctionCounts};
 pub use loader::{FilterLoader, Loaded};
 
 pub use bindings::Level;
@@ -46,6 +51,18 @@ pub struct FilterSettings {
     /// Whether an instance may be kept between calls when the filter says it may (WIT
     /// `instances.reuse`); `false` gives this filter a fresh instance per call whatever it says.
     pub reuse_instances: bool,
+    /// Where the filter is built from, for `stanzahook dev`; the other commands ignore it.
+    pub source: Option<FilterSource>,
+}
+
+/// A filter's source directory and the command that builds it into the filter's `path`
+/// (README: "The development loop").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterSource {
+    pub dir: PathBuf,
+    /// A shell command run in `dir`; `None` goes by what the directory holds (`Cargo.toml`,
+    /// `app.py`, `filter.js`).
+    pub build: Option<String>,
 }
 
 /// Per-call limits (README: "Filters").
@@ -93,6 +110,7 @@ impl FilterSettings {
             on_error: OnError::default(),
             grants: Grants::default(),
             reuse_instances: true,
+            source: None,
         }
     }
 }

@@ -99,6 +99,10 @@ pub struct Options<'a> {
     pub log: Option<&'a str>,
     /// Run with `--dev`.
     pub dev: bool,
+    /// Run `stanzahook dev` (with these extra arguments, and a prompt to type at) instead of `run`.
+    pub dev_loop: Option<&'a [&'a str]>,
+    /// How long to wait for the connection (filters are compiled, or built, before it).
+    pub connect_wait: Option<Duration>,
 }
 
 impl Bridge {
@@ -136,12 +140,20 @@ impl Bridge {
         if let Some(stanzas) = options.stanzas {
             args.extend(["--stanzas".to_owned(), stanzas.to_owned()]);
         }
-        let mut host = match options.log {
-            Some(filter) => HostProcess::start_logging(stanzahook_bin(), &args, filter),
-            None => HostProcess::start(stanzahook_bin(), &args),
+        if let Some(extra) = options.dev_loop {
+            args[0] = "dev".to_owned();
+            args.extend(extra.iter().map(|a| (*a).to_owned()));
+        }
+        let mut host = match (options.dev_loop, options.log) {
+            (Some(_), _) => HostProcess::start_at_a_prompt(stanzahook_bin(), &args),
+            (None, Some(filter)) => HostProcess::start_logging(stanzahook_bin(), &args, filter),
+            (None, None) => HostProcess::start(stanzahook_bin(), &args),
         }
         .expect("stanzahook starts");
-        host.wait_for_log("connected, serving", CONNECT_WAIT).await.expect("stanzahook connects");
+        let connect_wait = options.connect_wait.unwrap_or(CONNECT_WAIT);
+        if let Err(e) = host.wait_for_log("connected, serving", connect_wait).await {
+            panic!("stanzahook did not connect: {e:#}\n{}", host.log());
+        }
         let alice = match XmppClient::login(server.c2s_port(), "alice", "alicepw").await {
             Ok(client) => client,
             Err(e) => panic!("alice cannot log in: {e:#}\n{} log:\n{}", server.name(), server.log()),

@@ -11,6 +11,7 @@ mod faults;
 mod filters;
 mod golden;
 mod harness;
+mod languages;
 mod muc_servers;
 mod ordering;
 mod outcomes;
