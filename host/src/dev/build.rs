@@ -56,11 +56,13 @@ impl Build {
                 ((*command).to_owned(), !command.starts_with("cargo"))
             }
         };
+        // The command runs in `dir`: a path relative to where stanzahook runs would name another file.
+        let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         Ok(Build {
             filter: settings.name.clone(),
-            dir: source.dir.clone(),
+            dir: absolute(&source.dir),
             command,
-            path: settings.path.clone(),
+            path: absolute(&settings.path),
             writes_out,
         })
     }
@@ -153,6 +155,15 @@ mod tests {
         assert!(e.contains("SyntaxError") && e.contains("exit status: 1"), "{e}");
         let silent = build(dir.path(), Some("true $STANZAHOOK_OUT")).expect("build");
         assert!(format!("{:#}", silent.run(dir.path()).expect_err("no output")).contains("wrote nothing"));
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_where_stanzahook_runs_not_from_the_source() {
+        let settings = FilterSettings::from_path(PathBuf::from("out/f.wasm"));
+        let b = Build::of(&settings, &FilterSource { dir: PathBuf::from("src"), build: Some("make".into()) })
+            .expect("build");
+        let here = std::env::current_dir().expect("cwd");
+        assert_eq!((b.path, b.dir), (here.join("out/f.wasm"), here.join("src")));
     }
 
     #[test]
