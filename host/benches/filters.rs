@@ -12,10 +12,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use stanzahook::filter::{AfterDecision, BeforeDecision, CallReport, FilterEngine, FilterSettings, LoadedFilter};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // The daemon's allocator, so that in-process figures match it.
 #[global_allocator]
@@ -204,63 +203,7 @@ async fn end_to_end(tag: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Replies per second through the stanzahook binary with the given extra config, and the CPU time
-/// stanzahook spent per stanza.
+/// Replies per second through the stanzahook binary with `extra_toml`, and its CPU per stanza.
 async fn throughput(extra_toml: &str) -> anyhow::Result<(f64, Duration)> {
-    let server = testkit::FakeComponentServer::bind().await?;
-    let webhook = testkit::TestWebhook::start().await?;
-    let dir = tempfile::tempdir()?;
-    let config = dir.path().join("stanzahook.toml");
-    std::fs::write(&config, format!("[webhook]\nmax_in_flight = {WINDOW}\n{extra_toml}"))?;
-    let args = testkit::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(&config));
-    // As in production: the test guest's per-call `info` lines would measure the log, not the filters.
-    let host = testkit::HostProcess::start_logging(Path::new(env!("CARGO_BIN_EXE_stanzahook")), &args, "warn")?;
-    let session = server.accept(Duration::from_secs(30)).await.context("stanzahook did not connect")?;
-    let (stream, _) = session.into_parts();
-    let (mut reader, mut writer) = stream.into_split();
-    let message = |i: usize| {
-        format!(
-            "<message from='user{}@localhost/r' to='echo@{DOMAIN}' type='chat' id='m{i}'><body>message number {i}</body></message>",
-            i % 100
-        )
-    };
-    let credits = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
-    let writer_credits = credits.clone();
-    let started = Instant::now();
-    let cpu_before = host.cpu_time()?;
-    // The task hands the write half back: dropping it would close the stream under stanzahook.
-    let writer_task = tokio::spawn(async move {
-        for i in 0..E2E_STANZAS {
-            let Ok(permit) = writer_credits.acquire().await else { break };
-            permit.forget();
-            if writer.write_all(message(i).as_bytes()).await.is_err() {
-                break;
-            }
-        }
-        writer
-    });
-    let needle = b"</message>";
-    let mut replies = 0;
-    let mut carry: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    while replies < E2E_STANZAS {
-        let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk))
-            .await
-            .context("replies stalled")??;
-        if n == 0 {
-            bail!("stanzahook closed the stream after {replies} replies; its log:\n{}", host.log());
-        }
-        carry.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        while let Some(i) = carry[start..].windows(needle.len()).position(|w| w == needle) {
-            start += i + needle.len();
-            replies += 1;
-            credits.add_permits(1);
-        }
-        carry.drain(..start);
-    }
-    let elapsed = started.elapsed();
-    let cpu = host.cpu_time()?.saturating_sub(cpu_before);
-    let _writer = writer_task.await?;
-    Ok((E2E_STANZAS as f64 / elapsed.as_secs_f64(), cpu / u32::try_from(E2E_STANZAS)?))
+    testkit::fake_server::throughput(Path::new(env!("CARGO_BIN_EXE_stanzahook")), extra_toml, E2E_STANZAS, WINDOW).await
 }

@@ -1,7 +1,9 @@
 //! The server's side of XEP-0114, played by the test itself: for what no real server will send
-//! on request (hostile stanzas, silence, abrupt ends). Accepts any handshake.
+//! on request (hostile stanzas, silence, abrupt ends). Accepts any handshake. `throughput` drives
+//! the binary through it at a fixed window, for the benchmarks.
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,4 +91,72 @@ fn attr(tag: &str, name: &str) -> Option<String> {
         }
     }
     None
+}
+/// Replies per second through the stanzahook binary `bin` with `extra_toml` in its config, and the
+/// CPU time it spent per stanza: the fake server pumps `stanzas` chat messages to `echo@` with at
+/// most `window` outstanding, through stanzahook to a local echo webhook, and counts the replies.
+/// For the benchmarks.
+pub async fn throughput(
+    bin: &Path,
+    extra_toml: &str,
+    stanzas: usize,
+    window: usize,
+) -> anyhow::Result<(f64, Duration)> {
+    const DOMAIN: &str = "bot.localhost";
+    let server = FakeComponentServer::bind().await?;
+    let webhook = crate::TestWebhook::start().await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("stanzahook.toml");
+    std::fs::write(&config, format!("[webhook]\nmax_in_flight = {window}\n{extra_toml}"))?;
+    let args = crate::host::run_args(DOMAIN, &server.addr, "bench", &webhook.url, Some(&config));
+    // As in production: the test guest's per-call `info` lines would measure the log, not the filters.
+    let host = crate::HostProcess::start_logging(bin, &args, "warn")?;
+    let session = server.accept(Duration::from_secs(30)).await.context("stanzahook did not connect")?;
+    let (stream, _) = session.into_parts();
+    let (mut reader, mut writer) = stream.into_split();
+    let message = |i: usize| {
+        format!(
+            "<message from='user{}@localhost/r' to='echo@{DOMAIN}' type='chat' id='m{i}'><body>message number {i}</body></message>",
+            i % 100
+        )
+    };
+    let credits = std::sync::Arc::new(tokio::sync::Semaphore::new(window));
+    let writer_credits = credits.clone();
+    let started = Instant::now();
+    let cpu_before = host.cpu_time()?;
+    // The task hands the write half back: dropping it would close the stream under stanzahook.
+    let writer_task = tokio::spawn(async move {
+        for i in 0..stanzas {
+            let Ok(permit) = writer_credits.acquire().await else { break };
+            permit.forget();
+            if writer.write_all(message(i).as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        writer
+    });
+    let needle = b"</message>";
+    let mut replies = 0;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while replies < stanzas {
+        let n = tokio::time::timeout(Duration::from_secs(30), reader.read(&mut chunk))
+            .await
+            .context("replies stalled")??;
+        if n == 0 {
+            bail!("stanzahook closed the stream after {replies} replies; its log:\n{}", host.log());
+        }
+        carry.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(i) = carry[start..].windows(needle.len()).position(|w| w == needle) {
+            start += i + needle.len();
+            replies += 1;
+            credits.add_permits(1);
+        }
+        carry.drain(..start);
+    }
+    let elapsed = started.elapsed();
+    let cpu = host.cpu_time()?.saturating_sub(cpu_before);
+    let _writer = writer_task.await?;
+    Ok((stanzas as f64 / elapsed.as_secs_f64(), cpu / u32::try_from(stanzas)?))
 }
