@@ -116,6 +116,46 @@ pub enum AfterDecision {
     Drop,
 }
 
+impl BeforeDecision {
+    /// The verdict's name, as the WIT and the logs say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BeforeDecision::Pass => "pass",
+            BeforeDecision::Rewrite(_) => "rewrite",
+            BeforeDecision::Answer(_) => "answer",
+            BeforeDecision::Drop => "drop",
+        }
+    }
+
+    /// The JSON it carries, if any, as a tree (for `filter run` and `filter test`).
+    pub fn json(&self) -> Option<Value> {
+        match self {
+            BeforeDecision::Rewrite(j) => j.to_value().ok(),
+            BeforeDecision::Answer(j) => Some(j.clone()),
+            BeforeDecision::Pass | BeforeDecision::Drop => None,
+        }
+    }
+}
+
+impl AfterDecision {
+    /// The verdict's name, as the WIT and the logs say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AfterDecision::Pass => "pass",
+            AfterDecision::Replace(_) => "replace",
+            AfterDecision::Drop => "drop",
+        }
+    }
+
+    /// The JSON it carries, if any, as a tree.
+    pub fn json(&self) -> Option<Value> {
+        match self {
+            AfterDecision::Replace(j) => j.to_value().ok(),
+            AfterDecision::Pass | AfterDecision::Drop => None,
+        }
+    }
+}
+
 /// What a call did besides its verdict: for the log, and for `stanzahook filter run`.
 #[derive(Debug, Clone, Default)]
 pub struct CallReport {

@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{AfterDecision, BeforeDecision, CallReport, FilterLoader, FilterSettings, LoadedFilter};
+use super::{BeforeDecision, CallReport, FilterLoader, FilterSettings, LoadedFilter};
 
 /// The sender and recipient of a case's event unless it names others: the example servers'.
 const FROM: &str = "alice@localhost/phone";
@@ -219,33 +219,25 @@ fn check(filter: &LoadedFilter, case: &Case, event: &Value) -> Result<(), String
         Ok(verdict) => verdict,
         Err(e) => return expected_error(case, "before", &e.to_string(), &report),
     };
-    let (name, json) = match &before {
-        BeforeDecision::Pass => (BeforeName::Pass, None),
-        BeforeDecision::Rewrite(j) => (BeforeName::Rewrite, j.to_value().ok()),
-        BeforeDecision::Answer(j) => (BeforeName::Answer, Some(j.clone())),
-        BeforeDecision::Drop => (BeforeName::Drop, None),
-    };
+    let (name, json) = (before.name(), before.json());
     let wanted = case
         .before
         .or(case.rewrite.as_ref().map(|_| BeforeName::Rewrite))
         .or(case.answer.as_ref().map(|_| BeforeName::Answer));
-    if let Some(wanted) = wanted
+    if let Some(wanted) = wanted.map(lower)
         && wanted != name
     {
-        return Err(format!("before: expected {}, got {}{}", lower(wanted), lower(name), shown(json.as_ref())));
+        return Err(format!("before: expected {wanted}, got {name}{}", shown(json.as_ref())));
     }
     if let Some(pattern) = case.rewrite.as_ref().or(case.answer.as_ref()) {
         let got = json.as_ref().unwrap_or(&Value::Null);
-        if let Some(difference) = differs(pattern, got, &lower(name)) {
-            return Err(format!("before: {difference}\n  the whole {}: {got}", lower(name)));
+        if let Some(difference) = differs(pattern, got, name) {
+            return Err(format!("before: {difference}\n  the whole {name}: {got}"));
         }
     }
     if let Some(webhook) = &case.webhook {
-        if name != BeforeName::Pass && name != BeforeName::Rewrite {
-            return Err(format!(
-                "before: {}, so the webhook is not called; the case's `webhook` is never used",
-                lower(name)
-            ));
+        if !matches!(before, BeforeDecision::Pass | BeforeDecision::Rewrite(_)) {
+            return Err(format!("before: {name}, so the webhook is not called; the case's `webhook` is never used"));
         }
         let status = webhook.status.unwrap_or(200);
         let reply = webhook.reply.as_ref().map(Value::to_string);
@@ -255,15 +247,11 @@ fn check(filter: &LoadedFilter, case: &Case, event: &Value) -> Result<(), String
             Ok(verdict) => verdict,
             Err(e) => return expected_error(case, "after", &e.to_string(), &report),
         };
-        let (name, json) = match &after {
-            AfterDecision::Pass => (AfterName::Pass, None),
-            AfterDecision::Replace(j) => (AfterName::Replace, j.to_value().ok()),
-            AfterDecision::Drop => (AfterName::Drop, None),
-        };
-        if let Some(wanted) = case.after.or(case.replace.as_ref().map(|_| AfterName::Replace))
+        let (name, json) = (after.name(), after.json());
+        if let Some(wanted) = case.after.or(case.replace.as_ref().map(|_| AfterName::Replace)).map(lower)
             && wanted != name
         {
-            return Err(format!("after: expected {}, got {}{}", lower(wanted), lower(name), shown(json.as_ref())));
+            return Err(format!("after: expected {wanted}, got {name}{}", shown(json.as_ref())));
         }
         if let Some(pattern) = &case.replace {
             let got = json.as_ref().unwrap_or(&Value::Null);

@@ -132,13 +132,7 @@ impl FilterChain {
         for (index, filter) in self.filters.iter().enumerate() {
             let (result, report) = filter.before(&event);
             emit_logs(filter, &report);
-            let outcome = match &result {
-                Ok(BeforeDecision::Pass) => "pass",
-                Ok(BeforeDecision::Rewrite(_)) => "rewrite",
-                Ok(BeforeDecision::Answer(_)) => "answer",
-                Ok(BeforeDecision::Drop) => "drop",
-                Err(_) => "error",
-            };
+            let outcome = result.as_ref().map_or("error", BeforeDecision::name);
             verdicts.push(record(filter, "before", outcome, &report));
             match result {
                 Ok(BeforeDecision::Pass) => trail.seen.push((index, event.clone())),
@@ -178,12 +172,7 @@ impl FilterChain {
             };
             let (result, report) = filter.after(seen, status, reply.as_deref());
             emit_logs(filter, &report);
-            let outcome = match &result {
-                Ok(AfterDecision::Pass) => "pass",
-                Ok(AfterDecision::Replace(_)) => "replace",
-                Ok(AfterDecision::Drop) => "drop",
-                Err(_) => "error",
-            };
+            let outcome = result.as_ref().map_or("error", AfterDecision::name);
             verdicts.push(record(filter, "after", outcome, &report));
             match result {
                 Ok(AfterDecision::Replace(text)) => {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{AfterDecision, BeforeDecision, CallReport, FilterSettings, Level};
+use super::{CallReport, FilterSettings, Level};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -55,13 +55,7 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
     let mut failed = false;
     match before {
         Ok(verdict) => {
-            let (name, json) = match &verdict {
-                BeforeDecision::Pass => ("pass", None),
-                BeforeDecision::Rewrite(j) => ("rewrite", j.to_value().ok()),
-                BeforeDecision::Answer(j) => ("answer", Some(j.clone())),
-                BeforeDecision::Drop => ("drop", None),
-            };
-            section(&mut out, "before", name, json.as_ref(), &report);
+            section(&mut out, "before", verdict.name(), verdict.json().as_ref(), &report);
         }
         Err(e) => {
             failed = true;
@@ -75,12 +69,8 @@ pub fn run(args: &LocalRun) -> anyhow::Result<LocalReport> {
         let (after, report) = filter.after(&event_text, status, reply_text.as_deref());
         match after {
             Ok(verdict) => {
-                let (name, json) = match &verdict {
-                    AfterDecision::Pass => ("pass", None),
-                    AfterDecision::Replace(j) => ("replace", j.to_value().ok()),
-                    AfterDecision::Drop => ("drop", None),
-                };
-                section(&mut out, &format!("after (status {status})"), name, json.as_ref(), &report);
+                let hook = format!("after (status {status})");
+                section(&mut out, &hook, verdict.name(), verdict.json().as_ref(), &report);
             }
             Err(e) => {
                 failed = true;
