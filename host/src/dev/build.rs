@@ -106,6 +106,10 @@ impl Build {
     /// Whether a changed file can change the build: not its output, nor what builds leave
     /// behind (`target/`, `node_modules/`, `__pycache__/`, hidden files, `.wasm`).
     pub fn concerns(&self, changed: &Path) -> bool {
+        // The build's own output may lie inside its source (`source = "."`).
+        if changed == self.path || changed == partial_path(&self.path) {
+            return false;
+        }
         let Ok(inside) = changed.strip_prefix(&self.dir) else { return false };
         let left_behind = inside.components().any(|c| {
             let c = c.as_os_str().to_string_lossy();
@@ -176,5 +180,6 @@ mod tests {
             assert!(!b.concerns(&dir.path().join(left)), "{left}");
         }
         assert!(!b.concerns(Path::new("/elsewhere/app.py")));
+        assert!(!b.concerns(&dir.path().join("out/f.wasm.building")), "its own output, written aside");
     }
 }
