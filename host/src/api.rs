@@ -120,6 +120,9 @@ async fn inject(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Resp
     let Some(message) = text("body").filter(|b| !b.trim().is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "`body` is missing: the text of the test message");
     };
+    if let Err(why) = injector.addresses(text("from"), text("to")) {
+        return refuse(StatusCode::BAD_REQUEST, why);
+    }
     match injector.message(message, text("from"), text("to")).await {
         Ok(id) => (StatusCode::ACCEPTED, axum::Json(json!({ "id": id }))).into_response(),
         Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

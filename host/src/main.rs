@@ -217,13 +217,25 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    // The test messages' addresses are checked before anything connects: a mistake is a usage error.
+    let dev_loop = match dev_loop {
+        Some((dev_loop, args)) => {
+            let domain = reloader.live().load().config.domain.clone();
+            let to = args.to.clone().unwrap_or_else(|| format!("bot@{domain}"));
+            match stanzahook::dev::Injector::new(args.from.clone(), to, &domain) {
+                Ok((injector, injected)) => Some((dev_loop, std::sync::Arc::new(injector), injected)),
+                Err(e) => {
+                    eprintln!("stanzahook: {e:#}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
     let result = runtime.block_on(async {
         let shutdown = stanzahook::shutdown::on_signals();
         let injection = match dev_loop {
-            Some((dev_loop, args)) => {
-                let to = args.to.clone().unwrap_or_else(|| format!("bot@{}", reloader.live().load().config.domain));
-                let (injector, injected) = stanzahook::dev::Injector::new(args.from.clone(), to);
-                let injector = std::sync::Arc::new(injector);
+            Some((dev_loop, injector, injected)) => {
                 dev_loop.spawn_rebuilds(shutdown.clone())?;
                 stanzahook::dev::spawn_prompt(injector.clone());
                 Some((injector, injected))
