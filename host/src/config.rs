@@ -149,6 +149,8 @@ pub struct WebhookSettings {
     pub max_connections: usize,
     /// Signs requests when it holds keys (README: "The request").
     pub signer: crate::signing::Signer,
+    /// Failed calls tried again (README: "Retries"); off by default.
+    pub retries: crate::retries::RetryPolicy,
 }
 
 #[derive(Clone, Debug)]
@@ -322,6 +324,9 @@ struct RawWebhook {
     max_connections: Option<usize>,
     #[serde(default)]
     signing_secrets: Vec<String>,
+    retries: Option<u32>,
+    retry_delay: Option<String>,
+    retry_for: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +502,14 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         max_connections: positive(raw.webhook.max_connections, "webhook.max_connections", 1024)?,
         signer: crate::signing::Signer::from_secrets(&raw.webhook.signing_secrets)
             .map_err(|why| err("webhook.signing_secrets", why))?,
+        retries: {
+            let defaults = crate::retries::RetryPolicy::default();
+            crate::retries::RetryPolicy {
+                retries: raw.webhook.retries.unwrap_or(0),
+                first_delay: duration(raw.webhook.retry_delay, "webhook.retry_delay", defaults.first_delay)?,
+                give_up_after: duration(raw.webhook.retry_for, "webhook.retry_for", defaults.give_up_after)?,
+            }
+        },
     };
     let connection = ConnectionLimits {
         keepalive: duration(raw.connection.keepalive, "connection.keepalive", Duration::from_secs(30))?,
@@ -957,6 +970,24 @@ name = \"second\"
         let c = from_toml_str(&text, &Overrides::default()).expect("valid");
         let source = c.filters[0].source.as_ref().expect("a source");
         assert_eq!((source.dir.as_path(), source.build.as_deref()), (Path::new("./src/a"), Some("make")));
+    }
+
+    #[test]
+    fn retries_are_off_unless_asked_for_and_their_mistakes_name_the_key() {
+        let c = from_toml_str(BASE, &Overrides::default()).expect("valid");
+        assert!(!c.webhook.retries.is_on());
+        let text = format!("{BASE}\n[webhook]\nretries = 2\nretry_delay = \"250ms\"\nretry_for = \"5s\"\n");
+        let retries = from_toml_str(&text, &Overrides::default()).expect("valid").webhook.retries;
+        assert_eq!(
+            (retries.retries, retries.first_delay, retries.give_up_after),
+            (2, Duration::from_millis(250), Duration::from_secs(5))
+        );
+        check_err(
+            "[webhook]\nretry_delay = \"soon\"\n",
+            "config error: `webhook.retry_delay`: \"soon\" is not a duration like \"10s\" or \"500ms\": expected number at 0",
+        );
+        let e = from_toml_str(&format!("{BASE}[webhook]\nretries = -1\n"), &Overrides::default()).expect_err("refused");
+        assert!(e.to_string().contains("webhook.retries"), "{e}");
     }
 
     #[test]

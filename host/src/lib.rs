@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod payload;
 pub mod pipeline;
 pub mod reload;
+pub mod retries;
 pub mod rooms;
 pub mod shutdown;
 pub mod signing;

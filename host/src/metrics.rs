@@ -50,6 +50,7 @@ pub struct Metrics {
     sent: Family<KindLabel, Counter>,
     webhook_calls: Family<StatusLabel, Counter>,
     webhook_seconds: Histogram,
+    webhook_retries: Counter,
     filter_calls: Family<FilterCallLabel, Counter>,
     filter_seconds: HistogramFamily<FilterLabel>,
     reloads: Family<ResultLabel, Counter>,
@@ -98,6 +99,12 @@ impl Metrics {
         registry.register("webhook_calls", "Webhook calls, by HTTP status class", webhook_calls.clone());
         let webhook_seconds = webhook_buckets();
         registry.register("webhook_duration_seconds", "Time of a webhook call", webhook_seconds.clone());
+        let webhook_retries = Counter::default();
+        registry.register(
+            "webhook_retries",
+            "Webhook calls that were a retry of a failed one",
+            webhook_retries.clone(),
+        );
         let filter_calls = Family::<FilterCallLabel, Counter>::default();
         registry.register("filter_calls", "Filter hook calls, by filter, hook and outcome", filter_calls.clone());
         let filter_seconds: HistogramFamily<FilterLabel> = Family::new_with_constructor(filter_buckets);
@@ -134,6 +141,7 @@ impl Metrics {
             sent,
             webhook_calls,
             webhook_seconds,
+            webhook_retries,
             filter_calls,
             filter_seconds,
             reloads,
@@ -165,6 +173,10 @@ impl Metrics {
         };
         self.webhook_calls.get_or_create(&StatusLabel { status }).inc();
         self.webhook_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn webhook_retry(&self) {
+        self.webhook_retries.inc();
     }
 
     pub fn filter_call(&self, filter: &str, hook: &'static str, outcome: &'static str, took: Duration) {

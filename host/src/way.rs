@@ -53,7 +53,11 @@ impl Way {
 
     pub fn posted(&mut self, posted: &Posted) {
         self.step(|| {
-            let mut step = String::from("POST → ");
+            // `POST ×3 → 200 …`: the delivery took three attempts (README: "Retries").
+            let mut step = match posted.attempts {
+                0 | 1 => String::from("POST → "),
+                n => format!("POST ×{n} → "),
+            };
             match &posted.outcome {
                 Outcome::Failed { status: 0, detail, .. } => step.push_str(detail),
                 outcome => {

@@ -35,13 +35,16 @@ impl Outcome {
     }
 }
 
-/// One webhook call: its outcome and what `--dev` tells about it.
+/// One delivery: its outcome and what `--dev` tells about it.
 #[derive(Debug)]
 pub struct Posted {
     pub outcome: Outcome,
-    /// The answer's `Content-Type`, when an HTTP answer came with one.
+    /// The last answer's `Content-Type`, when an HTTP answer came with one.
     pub content_type: Option<HeaderValue>,
+    /// From the first attempt to the last answer, waits between retries included.
     pub took: Duration,
+    /// Calls made: 1, or more with retries (README: "Retries").
+    pub attempts: u32,
 }
 
 /// The webhook client. Clone is cheap: the connection pool is shared.
@@ -51,6 +54,7 @@ pub struct Webhook {
     url: reqwest::Url,
     max_response_bytes: usize,
     signer: crate::signing::Signer,
+    retries: crate::retries::RetryPolicy,
     /// One permit per open HTTP connection. HTTP/1.1 takes a connection per request in flight,
     /// and hyper keeps ~30 KiB of buffers and channels per connection (heap profile): with
     /// 10,000 stanzas in flight, unbounded connections alone took ~300 MiB.
@@ -78,39 +82,72 @@ impl Webhook {
             url,
             max_response_bytes: settings.max_response_bytes,
             signer: settings.signer.clone(),
+            retries: settings.retries.clone(),
             connections: Arc::new(Semaphore::new(settings.max_connections)),
             warned: Arc::default(),
         })
     }
 
     /// POSTs `body`, the JSON text of the event or of what the filters made of it, and
-    /// classifies the answer. `event` is the event as built from the stanza: it names the delivery
-    /// (`webhook-id`), whatever a filter rewrote. Never fails: every outcome is an `Outcome`.
+    /// classifies the answer; with retries on, tries a failed call again on their schedule (the
+    /// sender's lane waits meanwhile, no other). `event` is the event as built from the stanza:
+    /// it names the delivery (`webhook-id`, the same for every attempt), whatever a filter
+    /// rewrote. Never fails: every outcome is an `Outcome`.
     pub async fn post(&self, event: &Value, body: String) -> Posted {
         let started = std::time::Instant::now();
-        let mut content_type = None;
-        let outcome = self.call(event, body, &mut content_type).await;
-        let took = started.elapsed();
-        crate::metrics::metrics().webhook_call(outcome.status(), took);
-        Posted { outcome, content_type, took }
+        let retrying = self.retries.is_on();
+        // Named once: a stanza without an `id` gets a random one, which every attempt must share.
+        let id = (retrying || !self.signer.is_empty()).then(|| delivery_id(event));
+        let body = bytes::Bytes::from(body);
+        let mut attempt = 1;
+        loop {
+            let mut answer = Answered::default();
+            let call_started = std::time::Instant::now();
+            let outcome = self.call(id.as_deref(), retrying.then_some(attempt), body.clone(), &mut answer).await;
+            crate::metrics::metrics().webhook_call(outcome.status(), call_started.elapsed());
+            let wait = match &outcome {
+                Outcome::Failed { status, .. } => {
+                    let jitter = rand::random::<f64>();
+                    self.retries.wait(attempt, *status, answer.retry_after, started.elapsed(), jitter)
+                }
+                _ => None,
+            };
+            let Some(wait) = wait else {
+                return Posted {
+                    outcome,
+                    content_type: answer.content_type,
+                    took: started.elapsed(),
+                    attempts: attempt,
+                };
+            };
+            if let Outcome::Failed { detail, .. } = &outcome {
+                tracing::info!("{detail}; attempt {attempt} failed, trying again in {} ms", wait.as_millis());
+            }
+            tokio::time::sleep(wait).await;
+            crate::metrics::metrics().webhook_retry();
+            attempt += 1;
+        }
     }
 
-    async fn call(&self, event: &Value, body: String, content_type: &mut Option<HeaderValue>) -> Outcome {
+    async fn call(&self, id: Option<&str>, attempt: Option<u32>, body: bytes::Bytes, answer: &mut Answered) -> Outcome {
         // Held until the answer is read, so the connection is free again when it is released.
         let Ok(_connection) = self.connections.acquire().await else {
             return failed(0, internal(), "the HTTP client is shut down".into());
         };
         let mut request =
             self.client.post(self.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if !self.signer.is_empty() {
-            let id = delivery_id(event);
+        if let Some(id) = id {
+            request = request.header("webhook-id", id);
+        }
+        if let Some(attempt) = attempt {
+            request = request.header("webhook-attempt", attempt.to_string());
+        }
+        if let (Some(id), false) = (id, self.signer.is_empty()) {
+            // Signed anew for each attempt: the timestamp says when this one was sent.
             let timestamp =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let signature = self.signer.signature(&id, timestamp, body.as_bytes());
-            request = request
-                .header("webhook-id", id)
-                .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature);
+            let signature = self.signer.signature(id, timestamp, &body);
+            request = request.header("webhook-timestamp", timestamp.to_string()).header("webhook-signature", signature);
         }
         let response = request.body(body).send().await;
         let mut response = match response {
@@ -125,7 +162,12 @@ impl Webhook {
             }
         };
         let status = response.status().as_u16();
-        *content_type = response.headers().get(CONTENT_TYPE).cloned();
+        answer.content_type = response.headers().get(CONTENT_TYPE).cloned();
+        answer.retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::retries::retry_after(v, std::time::SystemTime::now()));
         if !(200..300).contains(&status) {
             return failed(status, status_error(status), format!("webhook answered HTTP {status}"));
         }
@@ -174,9 +216,15 @@ impl Webhook {
     }
 }
 
+/// What an HTTP answer said besides its outcome.
+#[derive(Default)]
+struct Answered {
+    content_type: Option<HeaderValue>,
+    retry_after: Option<Duration>,
+}
+
 /// The `webhook-id` of an event (the README's "The request": unique per delivery, stable across retries).
-/// stanzahook itself never retries, but a client may resend a stanza after its own reconnect;
-/// a stanza with an `id` therefore gets an id derived from the stanza as sent to the webhook, so
+/// A client may also resend a stanza after its own reconnect; a stanza with an `id` therefore gets an id derived from the stanza as sent to the webhook, so
 /// the same stanza delivered twice carries the same `webhook-id` and the webhook can drop the
 /// second. Without an `id` nothing tells a resend from a repeat: a random id.
 fn delivery_id(event: &Value) -> String {

@@ -17,6 +17,8 @@
 //! | `garbage` | 200 `application/json` of 64 KiB of binary junk |
 //! | `bigreply` | 200 JSON whose reply stanza would be 300 KiB |
 //! | `slack` | a chat webhook of another shape: `{"text": "you said " + <the event's text>}` |
+//! | `flaky` | 503 to attempts 1 and 2 (the `webhook-attempt` header), then echoes |
+//! | `busy` | 429 with `Retry-After: 2` to attempt 1, then echoes |
 //! | `iq` | `{"kind": "iq", "stanza": ...}` style answers: `{"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}` |
 //!
 //! Every request is recorded with its headers and JSON body.
@@ -106,6 +108,8 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Ok(v) => v,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("not JSON: {e}")).into_response(),
     };
+    let attempt: u32 =
+        headers.get("webhook-attempt").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1);
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(Recorded { headers, event: event.clone() });
     }
@@ -144,6 +148,8 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             tokio::time::sleep(Duration::from_secs(3)).await;
             echo(&body)
         }
+        "flaky" if attempt < 3 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        "busy" if attempt < 2 => (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "2")]).into_response(),
         n if n.len() == 4 && n.starts_with('s') => {
             match n[1..].parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
                 Some(status) => status.into_response(),

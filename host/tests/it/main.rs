@@ -17,5 +17,6 @@ mod ordering;
 mod outcomes;
 mod quickstart;
 mod reload;
+mod retries;
 mod rooms;
 mod vocabulary;
