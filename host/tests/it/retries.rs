@@ -12,7 +12,7 @@ use crate::harness::{Bridge, DOMAIN, Options, WAIT, message};
 
 async fn bridge(retries: &str) -> Option<Bridge> {
     let toml = format!("[webhook]\n{retries}\n");
-    Bridge::start(Options { toml: &toml, ..Options::default() }).await
+    Bridge::start(Options { toml: &toml, api: true, ..Options::default() }).await
 }
 
 fn header(r: &testkit::webhook::Recorded, name: &str) -> String {
@@ -30,6 +30,9 @@ async fn a_webhook_that_fails_twice_is_tried_again_under_one_webhook_id() {
     let attempts: Vec<String> = requests.iter().map(|r| header(r, "webhook-attempt")).collect();
     assert_eq!(attempts, ["1", "2", "3"]);
     assert!(b.host.log().contains("attempt 1 failed, trying again in"), "{}", b.host.log());
+    let api = b.api.clone().expect("api");
+    let metrics = reqwest::get(format!("{api}/metrics")).await.expect("GET").text().await.expect("text");
+    assert!(metrics.lines().any(|l| l == "stanzahook_webhook_retries_total 2"), "{metrics}");
 }
 
 #[tokio::test]
