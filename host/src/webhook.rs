@@ -106,10 +106,12 @@ impl Webhook {
             let outcome = self.call(id.as_deref(), retrying.then_some(attempt), body.clone(), &mut answer).await;
             crate::metrics::metrics().webhook_call(outcome.status(), call_started.elapsed());
             let wait = match &outcome {
-                Outcome::Failed { status, .. } => {
-                    let jitter = rand::random::<f64>();
-                    self.retries.wait(attempt, *status, answer.retry_after, started.elapsed(), jitter)
-                }
+                Outcome::Failed { status, detail, .. } => self
+                    .retries
+                    .wait(attempt, *status, answer.retry_after, started.elapsed(), rand::random::<f64>())
+                    .inspect(|wait| {
+                        tracing::info!("{detail}; attempt {attempt} failed, trying again in {} ms", wait.as_millis());
+                    }),
                 _ => None,
             };
             let Some(wait) = wait else {
@@ -120,9 +122,6 @@ impl Webhook {
                     attempts: attempt,
                 };
             };
-            if let Outcome::Failed { detail, .. } = &outcome {
-                tracing::info!("{detail}; attempt {attempt} failed, trying again in {} ms", wait.as_millis());
-            }
             tokio::time::sleep(wait).await;
             crate::metrics::metrics().webhook_retry();
             attempt += 1;
