@@ -53,6 +53,32 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Receipts and typing notifications sent on the bot's behalf (README: "The JSON contract").
     pub courtesy: Courtesy,
+    /// The log of recent deliveries and the failed ones kept (README: "Deliveries").
+    pub deliveries: DeliverySettings,
+}
+
+/// The `[deliveries]` section (README: "Deliveries").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliverySettings {
+    /// Deliveries kept in memory, newest last; 0 turns the log off.
+    pub log: usize,
+    /// What the log may hold in memory, in bytes, whatever `log` says.
+    pub log_memory: usize,
+    /// Keep what was posted and answered (message text included), not only how it went.
+    pub keep_bodies: bool,
+    /// How long a failed delivery stays in the state directory's database; `None`: not kept there.
+    pub keep_failed_for: Option<Duration>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> DeliverySettings {
+        DeliverySettings {
+            log: 1000,
+            log_memory: 8 * 1024 * 1024,
+            keep_bodies: false,
+            keep_failed_for: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
 }
 
 /// What stanzahook does for the sender while the webhook works (the `[courtesy]` section).
@@ -102,6 +128,9 @@ impl Config {
             ("webhook.max_in_flight", a.webhook.max_in_flight != b.webhook.max_in_flight),
             ("api.listen", a.api.listen != b.api.listen),
             ("state_dir", a.state_dir != b.state_dir),
+            ("deliveries.log", a.deliveries.log != b.deliveries.log),
+            ("deliveries.log_memory", a.deliveries.log_memory != b.deliveries.log_memory),
+            ("deliveries.keep_failed_for", a.deliveries.keep_failed_for != b.deliveries.keep_failed_for),
         ]
         .into_iter()
         .filter_map(|(key, differs)| differs.then_some(key))
@@ -120,6 +149,9 @@ impl Config {
         new.webhook.max_in_flight = self.webhook.max_in_flight;
         new.api.listen = self.api.listen;
         new.state_dir.clone_from(&self.state_dir);
+        new.deliveries.log = self.deliveries.log;
+        new.deliveries.log_memory = self.deliveries.log_memory;
+        new.deliveries.keep_failed_for = self.deliveries.keep_failed_for;
         new
     }
 
@@ -203,6 +235,8 @@ pub struct Overrides {
     pub watch: Option<bool>,
     /// `STANZAHOOK_API_TOKEN`: the `/send` token, kept out of the file.
     pub api_token: Option<String>,
+    /// `--dev` keeps the bodies of deliveries unless the file says otherwise.
+    pub keep_bodies: Option<bool>,
 }
 
 /// Where the configuration comes from: read again on reload, with the same overrides.
@@ -267,6 +301,8 @@ struct RawConfig {
     api: RawApi,
     #[serde(default)]
     courtesy: RawCourtesy,
+    #[serde(default)]
+    deliveries: RawDeliveries,
     #[serde(default, rename = "filter")]
     filters: Vec<RawFilter>,
     #[serde(default, rename = "room")]
@@ -327,6 +363,15 @@ struct RawWebhook {
     retries: Option<u32>,
     retry_delay: Option<String>,
     retry_for: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeliveries {
+    log: Option<usize>,
+    log_memory: Option<usize>,
+    keep_bodies: Option<bool>,
+    keep_failed_for: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,6 +631,7 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         typing: raw.courtesy.typing.unwrap_or(defaults.typing),
         typing_after: duration(raw.courtesy.typing_after, "courtesy.typing_after", defaults.typing_after)?,
     };
+    let deliveries = delivery_settings(raw.deliveries, ov)?;
 
     Ok(Config {
         domain,
@@ -608,6 +654,23 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
         accept_invites: raw.accept_invites.unwrap_or(false),
         state_dir,
         courtesy,
+        deliveries,
+    })
+}
+
+/// The `[deliveries]` section: `--dev` keeps bodies unless the file turns them off.
+fn delivery_settings(raw: RawDeliveries, ov: &Overrides) -> Result<DeliverySettings, ConfigError> {
+    let defaults = DeliverySettings::default();
+    let keep_failed_for = match raw.keep_failed_for {
+        Some(text) if text.trim() == "off" => None,
+        Some(text) => Some(duration(Some(text), "deliveries.keep_failed_for", Duration::ZERO)?),
+        None => defaults.keep_failed_for,
+    };
+    Ok(DeliverySettings {
+        log: raw.log.unwrap_or(defaults.log),
+        log_memory: positive(raw.log_memory, "deliveries.log_memory", defaults.log_memory)?,
+        keep_bodies: raw.keep_bodies.or(ov.keep_bodies).unwrap_or(defaults.keep_bodies),
+        keep_failed_for,
     })
 }
 
@@ -845,7 +908,7 @@ component_post_stanzas = ["message", "iq"]
     fn errors_name_the_key() {
         check_err(
             "bogus = 1\n",
-            "config error: `bogus`: unknown key `bogus`; the keys here are `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `courtesy`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
+            "config error: `bogus`: unknown key `bogus`; the keys here are `domain`, `server`, `component_secret`, `secret`, `component_post_url`, `post_url`, `component_post_stanzas`, `post_stanza_types`, `stanzas`, `shutdown_grace`, `watch`, `compile_cache`, `webhook`, `connection`, `identity`, `api`, `courtesy`, `deliveries`, `filter`, `room`, `room_error_text`, `room_reply_limit`, `room_ping_interval`, `accept_invites`, `state_dir` (line 6: bogus = 1)",
         );
         check_err(
             "post_ulr = \"x\"\n",
@@ -1023,6 +1086,34 @@ name = \"second\"
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn deliveries_have_defaults_dev_keeps_bodies_and_the_file_decides_last() {
+        let c = from_toml_str(BASE, &Overrides::default()).expect("valid");
+        assert_eq!(c.deliveries, DeliverySettings::default());
+        assert!(!c.deliveries.keep_bodies);
+        let dev = Overrides { keep_bodies: Some(true), ..Overrides::default() };
+        assert!(from_toml_str(BASE, &dev).expect("valid").deliveries.keep_bodies, "--dev keeps bodies");
+        let text = format!(
+            "{BASE}\n[deliveries]\nlog = 0\nlog_memory = 4096\nkeep_bodies = false\nkeep_failed_for = \"off\"\n"
+        );
+        let c = from_toml_str(&text, &dev).expect("valid");
+        assert_eq!(
+            c.deliveries,
+            DeliverySettings { log: 0, log_memory: 4096, keep_bodies: false, keep_failed_for: None }
+        );
+        let text = format!("{BASE}\n[deliveries]\nkeep_failed_for = \"2d\"\n");
+        let c = from_toml_str(&text, &Overrides::default()).expect("valid");
+        assert_eq!(c.deliveries.keep_failed_for, Some(Duration::from_secs(2 * 24 * 3600)));
+        let e = from_toml_str(&format!("{BASE}\n[deliveries]\nkeep_failed_for = \"soon\"\n"), &Overrides::default())
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains("`deliveries.keep_failed_for`"), "{e}");
+        let e = from_toml_str(&format!("{BASE}\n[deliveries]\nlog_memory = 0\n"), &Overrides::default())
+            .expect_err("bad")
+            .to_string();
+        assert!(e.contains("`deliveries.log_memory`"), "{e}");
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl Settings {
             filters: self.filters.clone(),
             watch: self.dev.then_some(true),
             api_token: std::env::var("STANZAHOOK_API_TOKEN").ok().filter(|t| !t.is_empty()),
+            keep_bodies: self.dev.then_some(true),
         };
         ConfigSource { file: self.config.clone(), overrides }
     }
@@ -201,6 +202,7 @@ fn main() -> ExitCode {
     let mut source = settings.source();
     if dev_loop.is_some() {
         source.overrides.watch = Some(true);
+        source.overrides.keep_bodies = Some(true);
     }
     let reloader = match stanzahook::reload::Reloader::start(source) {
         Ok(reloader) => reloader,
