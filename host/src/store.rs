@@ -1,6 +1,7 @@
 //! What must survive a restart, in one SQLite file in the state directory: the only user of
-//! rusqlite. Today that is the rooms joined at run time (on an invitation, or through `POST
-//! /rooms`; the README's "Group chat"), so that a restart joins them again. The file is made the first time
+//! rusqlite: the rooms joined at run time (on an invitation, or through `POST /rooms`; the
+//! README's "Group chat"), so that a restart joins them again, and the failed deliveries (the
+//! README's "Deliveries"), so that a restart loses none of them. The file is made the first time
 //! something is kept; a stanzahook that never keeps anything writes nothing.
 //!
 //! Calls block on disk: the async thread makes them through `tokio::task::spawn_blocking`.
@@ -14,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// The file's name in the state directory.
 const FILE: &str = "stanzahook.sqlite3";
 /// The schema this build writes; older files are brought up to it when opened.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A room joined at run time, as kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,21 @@ pub struct KeptRoom {
     pub nick: String,
     pub address: String,
     pub password: Option<String>,
+}
+
+/// A delivery as kept: its row (the delivery's JSON, `deliveries::Delivery::to_row`) and what it
+/// was redelivered as.
+pub type KeptDelivery = (String, Option<u64>);
+
+/// Which kept deliveries to read, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryQuery {
+    pub before: Option<u64>,
+    /// A bare address (every resource) or a full one.
+    pub sender: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: usize,
 }
 
 /// The state directory's database; opened on first use.
@@ -95,6 +111,72 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Keeps a failed delivery (`row`, its JSON) until it is pruned.
+    pub fn keep_delivery(&self, id: u64, at_ms: i64, sender: &str, row: &str) -> anyhow::Result<()> {
+        let bare = crate::stanza::bare(sender);
+        self.with(true, |conn| {
+            conn.execute(
+                "INSERT OR REPLACE INTO deliveries (id, at_ms, sender, bare, row) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id as i64, at_ms, sender, bare, row],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Records that delivery `id` was redelivered as `new`: true when it was kept and not yet
+    /// redelivered (the database decides, so two calls cannot both redeliver it).
+    pub fn mark_redelivered(&self, id: u64, new: u64) -> anyhow::Result<bool> {
+        let changed = self.with(false, |conn| {
+            conn.execute(
+                "UPDATE deliveries SET redelivered_as = ?2 WHERE id = ?1 AND redelivered_as IS NULL",
+                params![id as i64, new as i64],
+            )
+        })?;
+        Ok(changed.unwrap_or(0) == 1)
+    }
+
+    pub fn delivery(&self, id: u64) -> anyhow::Result<Option<KeptDelivery>> {
+        let kept = self.with(false, |conn| {
+            conn.query_row("SELECT row, redelivered_as FROM deliveries WHERE id = ?1", params![id as i64], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?.map(|n| n as u64)))
+            })
+            .optional()
+        })?;
+        Ok(kept.flatten())
+    }
+
+    /// Kept deliveries as `query` asks, newest first.
+    pub fn deliveries(&self, query: &DeliveryQuery) -> anyhow::Result<Vec<KeptDelivery>> {
+        let (full, bare) = match &query.sender {
+            Some(s) if s.contains('/') => (Some(s.as_str()), None),
+            Some(s) => (None, Some(s.as_str())),
+            None => (None, None),
+        };
+        let kept = self.with(false, |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT row, redelivered_as FROM deliveries
+                 WHERE (?1 IS NULL OR id < ?1) AND (?2 IS NULL OR sender = ?2) AND (?3 IS NULL OR bare = ?3)
+                   AND (?4 IS NULL OR at_ms >= ?4) AND (?5 IS NULL OR at_ms <= ?5)
+                 ORDER BY id DESC LIMIT ?6",
+            )?;
+            let rows = select.query_map(
+                params![query.before.map(|b| b as i64), full, bare, query.since_ms, query.until_ms, query.limit as i64],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?.map(|n| n as u64))),
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(kept.unwrap_or_default())
+    }
+
+    /// Forgets the deliveries kept from before `ms` (milliseconds since 1970); how many.
+    pub fn prune_deliveries(&self, before_ms: i64) -> anyhow::Result<usize> {
+        let pruned =
+            self.with(false, |conn| conn.execute("DELETE FROM deliveries WHERE at_ms < ?1", params![before_ms]))?;
+        Ok(pruned.unwrap_or(0))
+    }
+}
+
 /// Opens (or makes) the database at `path` in `dir` and brings its schema up to date. The
 /// directory is made readable by this user alone: it holds room passwords.
 fn open(dir: &Path, path: &Path) -> anyhow::Result<Connection> {
@@ -125,6 +207,21 @@ fn open(dir: &Path, path: &Path) -> anyhow::Result<Connection> {
              PRAGMA user_version = 1;",
         )
         .with_context(|| format!("cannot set up {}", path.display()))?;
+    }
+    if version < 2 {
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS deliveries (
+                 id INTEGER PRIMARY KEY NOT NULL,
+                 at_ms INTEGER NOT NULL,
+                 sender TEXT NOT NULL,
+                 bare TEXT NOT NULL,
+                 row TEXT NOT NULL,
+                 redelivered_as INTEGER
+             );
+             CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at_ms);
+             PRAGMA user_version = 2;",
+        )
+        .with_context(|| format!("cannot set up the deliveries in {}", path.display()))?;
     }
     Ok(conn)
 }
@@ -162,6 +259,35 @@ mod tests {
         let store = Store::new(None);
         assert_eq!(store.rooms().expect("read"), []);
         assert!(store.keep_room(&room("a@muc.example")).is_err());
+    }
+
+    #[test]
+    fn failed_deliveries_are_kept_queried_marked_once_and_pruned_by_age() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(Some(dir.path().to_owned()));
+        assert_eq!(store.deliveries(&DeliveryQuery { limit: 10, ..Default::default() }).expect("read"), []);
+        store.keep_delivery(1, 1_000, "a@b/phone", "one").expect("keep");
+        store.keep_delivery(2, 2_000, "a@b/laptop", "two").expect("keep");
+        store.keep_delivery(3, 3_000, "c@d/x", "three").expect("keep");
+        let rows = |q: DeliveryQuery| -> Vec<String> {
+            store.deliveries(&DeliveryQuery { limit: 10, ..q }).expect("read").into_iter().map(|(r, _)| r).collect()
+        };
+        assert_eq!(rows(DeliveryQuery::default()), ["three", "two", "one"]);
+        assert_eq!(rows(DeliveryQuery { sender: Some("a@b".into()), ..Default::default() }), ["two", "one"]);
+        assert_eq!(rows(DeliveryQuery { sender: Some("a@b/phone".into()), ..Default::default() }), ["one"]);
+        assert_eq!(rows(DeliveryQuery { before: Some(3), since_ms: Some(2_000), ..Default::default() }), ["two"]);
+        assert!(store.mark_redelivered(2, 9).expect("mark"));
+        assert!(!store.mark_redelivered(2, 10).expect("mark"), "only once");
+        drop(store);
+        let again = Store::new(Some(dir.path().to_owned()));
+        assert_eq!(again.delivery(2).expect("read"), Some(("two".into(), Some(9))));
+        assert_eq!(again.prune_deliveries(2_500).expect("prune"), 2);
+        assert_eq!(rows_of(&again), ["three"]);
+    }
+
+    fn rows_of(store: &Store) -> Vec<String> {
+        let all = DeliveryQuery { limit: 10, ..Default::default() };
+        store.deliveries(&all).expect("read").into_iter().map(|(r, _)| r).collect()
     }
 
     #[test]
