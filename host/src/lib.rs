@@ -5,6 +5,7 @@ pub mod api;
 pub mod builtin;
 pub mod config;
 pub mod courtesy;
+pub mod deliveries;
 pub mod dev;
 pub mod filter;
 pub mod health;
@@ -76,16 +77,26 @@ pub async fn serve(
         None => (None, incoming),
     };
     let store = std::sync::Arc::new(store::Store::new(config.state_dir.clone()));
+    let (deliveries, redeliveries) = deliveries::Deliveries::new(config.deliveries.clone(), store.clone());
+    deliveries.spawn_pruning(shutdown.clone());
     let rooms = rooms::Rooms::new(outbox.clone(), store);
     let restoring = rooms.clone();
     tokio::task::spawn_blocking(move || restoring.restore()).await?;
     if let Some(listener) = api {
-        api::spawn(listener, live.clone(), outbox.clone(), rooms.clone(), injector, shutdown.clone());
+        api::spawn(
+            listener,
+            live.clone(),
+            outbox.clone(),
+            rooms.clone(),
+            injector,
+            deliveries.clone(),
+            shutdown.clone(),
+        );
     }
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());
     let joins = rooms::spawn(rooms.clone(), live.clone(), shutdown.clone());
-    pipeline::Pipeline::new(live.clone(), outbox, rooms).run(incoming, shutdown).await;
+    pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries).run(incoming, redeliveries, shutdown).await;
     reloads.abort();
     // The rooms are left (their presences queued) before the connection may close.
     let _ = joins.await;

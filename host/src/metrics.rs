@@ -51,6 +51,9 @@ pub struct Metrics {
     webhook_calls: Family<StatusLabel, Counter>,
     webhook_seconds: Histogram,
     webhook_retries: Counter,
+    redeliveries: Counter,
+    delivery_log_entries: Gauge,
+    delivery_log_bytes: Gauge,
     filter_calls: Family<FilterCallLabel, Counter>,
     filter_seconds: HistogramFamily<FilterLabel>,
     reloads: Family<ResultLabel, Counter>,
@@ -105,6 +108,20 @@ impl Metrics {
             "Webhook calls that were a retry of a failed one",
             webhook_retries.clone(),
         );
+        let redeliveries = Counter::default();
+        registry.register(
+            "redeliveries",
+            "Deliveries handed to the pipeline again (POST /deliveries/…/redeliver)",
+            redeliveries.clone(),
+        );
+        let delivery_log_entries = Gauge::default();
+        registry.register("delivery_log_entries", "Deliveries in the in-memory log", delivery_log_entries.clone());
+        let delivery_log_bytes = Gauge::default();
+        registry.register(
+            "delivery_log_bytes",
+            "What the in-memory delivery log holds, in bytes (bounded by deliveries.log_memory)",
+            delivery_log_bytes.clone(),
+        );
         let filter_calls = Family::<FilterCallLabel, Counter>::default();
         registry.register("filter_calls", "Filter hook calls, by filter, hook and outcome", filter_calls.clone());
         let filter_seconds: HistogramFamily<FilterLabel> = Family::new_with_constructor(filter_buckets);
@@ -142,6 +159,9 @@ impl Metrics {
             webhook_calls,
             webhook_seconds,
             webhook_retries,
+            redeliveries,
+            delivery_log_entries,
+            delivery_log_bytes,
             filter_calls,
             filter_seconds,
             reloads,
@@ -177,6 +197,15 @@ impl Metrics {
 
     pub fn webhook_retry(&self) {
         self.webhook_retries.inc();
+    }
+
+    pub fn redelivered(&self) {
+        self.redeliveries.inc();
+    }
+
+    pub fn delivery_log(&self, entries: usize, bytes: usize) {
+        self.delivery_log_entries.set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.delivery_log_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn filter_call(&self, filter: &str, hook: &'static str, outcome: &'static str, took: Duration) {

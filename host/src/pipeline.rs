@@ -11,6 +11,7 @@ use tokio_xmpp::minidom::Element;
 use tracing::Instrument;
 
 use crate::builtin;
+use crate::deliveries::{Deliveries, Record, Redelivery, Status};
 use crate::filter::{AfterOutcome, BeforeOutcome, Trail};
 use crate::lanes::Lanes;
 use crate::live::{Live, LiveCell};
@@ -27,6 +28,7 @@ struct Shared {
     live: LiveCell,
     outbox: Outbox,
     rooms: Arc<Rooms>,
+    deliveries: Arc<Deliveries>,
 }
 
 #[derive(Debug)]
@@ -41,10 +43,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// `max_in_flight` is read once: a reload cannot resize it (it reports a restart is needed).
-    pub fn new(live: LiveCell, outbox: Outbox, rooms: Arc<Rooms>) -> Pipeline {
+    pub fn new(live: LiveCell, outbox: Outbox, rooms: Arc<Rooms>, deliveries: Arc<Deliveries>) -> Pipeline {
         let in_flight = Arc::new(Semaphore::new(live.load().config.webhook.max_in_flight));
         Pipeline {
-            shared: Arc::new(Shared { live, outbox, rooms }),
+            shared: Arc::new(Shared { live, outbox, rooms, deliveries }),
             in_flight,
             lanes: Arc::default(),
             tasks: TaskTracker::new(),
@@ -52,23 +54,36 @@ impl Pipeline {
         }
     }
 
-    /// Handles stanzas until `stop` is cancelled or the connection ends, then lets in-flight
-    /// webhook calls finish for the configured grace period and sends their replies.
-    pub async fn run(self, mut incoming: mpsc::Receiver<Element>, stop: CancellationToken) {
+    /// Handles stanzas (and the kept ones redelivered, README: "Deliveries") until `stop` is
+    /// cancelled or the connection ends, then lets in-flight webhook calls finish for the
+    /// configured grace period and sends their replies.
+    pub async fn run(
+        self,
+        mut incoming: mpsc::Receiver<Element>,
+        mut redeliveries: mpsc::Receiver<Redelivery>,
+        stop: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
                 next = incoming.recv() => match next {
-                    Some(el) => self.dispatch(el).await,
+                    Some(el) => self.dispatch(el, None).await,
                     None => break,
                 },
+                Some(again) = redeliveries.recv() => self.dispatch(again.el, Some((again.id, again.of))).await,
             }
         }
-        // Stanzas already read from the server are in flight for their senders: handle them too.
+        // Stanzas already read from the server are in flight for their senders, and redeliveries
+        // asked for are marked as such: handle them too (what the grace period cuts short is
+        // recorded as failed, and kept).
         incoming.close();
         while let Some(el) = incoming.recv().await {
-            self.dispatch(el).await;
+            self.dispatch(el, None).await;
+        }
+        redeliveries.close();
+        while let Some(again) = redeliveries.recv().await {
+            self.dispatch(again.el, Some((again.id, again.of))).await;
         }
         self.tasks.close();
         let grace = self.shared.live.load().config.shutdown_grace;
@@ -83,8 +98,9 @@ impl Pipeline {
     }
 
     /// Queues the stanza in its sender's lane; the lane's task handles it after the sender's
-    /// earlier stanzas (README: "The request").
-    async fn dispatch(&self, el: Element) {
+    /// earlier stanzas (README: "The request"). `redelivery`: the new delivery's id and the
+    /// one it redelivers.
+    async fn dispatch(&self, el: Element, redelivery: Option<(u64, u64)>) {
         let Some(kind) = Kind::of(&el) else { return };
         crate::metrics::metrics().stanza_received(kind.as_str());
         let from = el.attr("from").unwrap_or("");
@@ -113,7 +129,8 @@ impl Pipeline {
         // permit travels with the stanza, so a chatty sender's queue is bounded too.
         let Ok(permit) = self.in_flight.clone().acquire_owned().await else { return };
         let sender = el.attr("from").unwrap_or("").to_owned();
-        let queued = Queued { el, occupancy, _permit: permit, _counted: crate::metrics::metrics().in_flight() };
+        let queued =
+            Queued { el, occupancy, redelivery, _permit: permit, _counted: crate::metrics::metrics().in_flight() };
         let Some(first) = self.lanes.enter(&sender, queued) else { return };
         let shared = self.shared.clone();
         let lanes = self.lanes.clone();
@@ -122,7 +139,7 @@ impl Pipeline {
             let mut next = Some(first);
             while let Some(queued) = next {
                 let span = stanza_span(&queued.el);
-                shared.handle(&queued.el, queued.occupancy.as_ref(), &abandon).instrument(span).await;
+                shared.handle(&queued, &abandon).instrument(span).await;
                 drop(queued);
                 next = lanes.next(&sender);
             }
@@ -144,6 +161,7 @@ struct Queued {
     el: Element,
     /// For a message from a room's occupant: what its event says about the room.
     occupancy: Option<Occupancy>,
+    redelivery: Option<(u64, u64)>,
     _permit: OwnedSemaphorePermit,
     _counted: crate::metrics::InFlight,
 }
@@ -180,9 +198,10 @@ impl Shared {
     }
 
     /// Answers one stanza with the snapshot current when its handling starts.
-    async fn handle(&self, el: &Element, occupancy: Option<&Occupancy>, abandon: &CancellationToken) {
+    async fn handle(&self, queued: &Queued, abandon: &CancellationToken) {
         let live = self.live.load_full();
-        Handling { live: &live, outbox: &self.outbox, rooms: &self.rooms }.handle(el, occupancy, abandon).await;
+        let handling = Handling { live: &live, outbox: &self.outbox, rooms: &self.rooms, deliveries: &self.deliveries };
+        handling.handle(&queued.el, queued.occupancy.as_ref(), queued.redelivery, abandon).await;
     }
 }
 
@@ -192,11 +211,19 @@ struct Handling<'a> {
     live: &'a Live,
     outbox: &'a Outbox,
     rooms: &'a Rooms,
+    deliveries: &'a Deliveries,
 }
 
 impl Handling<'_> {
-    /// Answers one stanza: built-in for kinds not forwarded, through the webhook otherwise.
-    async fn handle(&self, el: &Element, occupancy: Option<&Occupancy>, abandon: &CancellationToken) {
+    /// Answers one stanza: built-in for kinds not forwarded, through the webhook otherwise (a
+    /// delivery, which the log records).
+    async fn handle(
+        &self,
+        el: &Element,
+        occupancy: Option<&Occupancy>,
+        redelivery: Option<(u64, u64)>,
+        abandon: &CancellationToken,
+    ) {
         let Some(kind) = Kind::of(el) else { return };
         let mut way = Way::start();
         if !self.live.config.forwards(kind) {
@@ -209,19 +236,28 @@ impl Handling<'_> {
             self.send_replies(el, replies, way);
             return;
         }
-        tokio::select! {
-            _ = self.forward(el, occupancy, &mut way) => way.end(),
-            _ = abandon.cancelled() => {
-                tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
+        let mut record = self.deliveries.begin(self.live.config.deliveries.keep_bodies, redelivery);
+        let abandoned = tokio::select! {
+            _ = self.forward(el, occupancy, &mut way, &mut record) => false,
+            _ = abandon.cancelled() => true,
+        };
+        if abandoned {
+            tracing::error!("abandoned at shutdown: the webhook did not answer within the grace period");
+            // Kept as failed: with a state directory, the next start can redeliver it.
+            record.failed(|| "abandoned at shutdown: the webhook did not answer within shutdown_grace".into());
+            if let Some(delivery) = record.finish(el, Some(Status::Failed), &[]) {
+                self.deliveries.record(delivery);
             }
+        } else {
+            way.end();
         }
     }
 
     /// Filters before → webhook → filters after → replies (README: "Filters"), with the
     /// courtesy of a receipt and of `composing` while it takes long.
-    async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way) {
+    async fn forward(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way, record: &mut Record) {
         let courtesy = &self.live.config.courtesy;
-        let work = self.decide(el, occupancy, way);
+        let work = self.decide(el, occupancy, way, record);
         let (decided, typing) = crate::courtesy::typing_while(courtesy, el, work, |composing| {
             // Through the gate like any reply (a chat message is answerable: only those type).
             if let Some(composing) = self.gated(el, composing) {
@@ -233,43 +269,58 @@ impl Handling<'_> {
             way.note(&format!("composing shown after {} ms", courtesy.typing_after.as_millis()));
         }
         let mut replies = Vec::new();
-        match decided {
+        let status = match decided {
             Decided::Outcome(outcome) => {
                 if matches!(outcome, Outcome::Answer(_) | Outcome::NoReply { .. })
                     && let Some(receipt) = crate::courtesy::receipt(courtesy, el)
                 {
                     replies.push(receipt);
                 }
-                replies.extend(self.replies_for(el, outcome));
+                replies.extend(self.replies_for(el, outcome, record));
+                None
             }
-            Decided::Dropped(filter) => replies.extend(self.dropped(el, &filter, way)),
-            Decided::Rejected(filter) => replies.push(self.rejected(el, &filter, way)),
-        }
+            Decided::Dropped(filter) => {
+                replies.extend(self.dropped(el, &filter, way));
+                Some(Status::Dropped)
+            }
+            Decided::Rejected(filter) => {
+                replies.push(self.rejected(el, &filter, way));
+                Some(Status::Rejected)
+            }
+        };
         if typing {
             crate::courtesy::end_typing(el, &mut replies);
         }
+        let finished = std::mem::replace(record, Record::off());
+        let delivery = if finished.keeps_bodies() {
+            finished.finish(el, status, &replies)
+        } else {
+            finished.finish(el, status, &[])
+        };
         self.send(el, replies, way);
+        if let Some(delivery) = delivery {
+            self.deliveries.record(delivery);
+        }
     }
 
     /// What the filters and the webhook make of a stanza.
-    async fn decide(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way) -> Decided {
+    async fn decide(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way, record: &mut Record) -> Decided {
         let mut event = payload::event(el);
         if let Some(occupancy) = occupancy {
             payload::add_room_keys(&mut event, occupancy);
         }
         let body = event.to_string();
         let (outcome, status, trail) = if self.live.filters.is_empty() {
-            let posted = self.live.webhook.post(&event, body).await;
-            way.posted(&posted);
+            let posted = self.post(&event, body, way, record).await;
             let status = posted.outcome.status();
             (posted.outcome, status, Trail::default())
         } else {
             let (before, verdicts) = self.live.filters.before(body).await;
             way.verdicts(&verdicts);
+            record.verdicts(&verdicts);
             match before {
                 BeforeOutcome::Post { event: body, trail } => {
-                    let posted = self.live.webhook.post(&event, body).await;
-                    way.posted(&posted);
+                    let posted = self.post(&event, body, way, record).await;
                     let status = posted.outcome.status();
                     (posted.outcome, status, trail)
                 }
@@ -288,6 +339,7 @@ impl Handling<'_> {
         };
         let (after, verdicts) = self.live.filters.after(trail, status, reply).await;
         way.verdicts(&verdicts);
+        record.verdicts(&verdicts);
         match after {
             AfterOutcome::Keep => Decided::Outcome(outcome),
             AfterOutcome::Replace(reply) => Decided::Outcome(Outcome::Answer(reply)),
@@ -296,12 +348,30 @@ impl Handling<'_> {
         }
     }
 
-    fn replies_for(&self, el: &Element, outcome: Outcome) -> Vec<Element> {
+    /// The webhook call, told to the way and the record.
+    async fn post(
+        &self,
+        event: &serde_json::Value,
+        body: String,
+        way: &mut Way,
+        record: &mut Record,
+    ) -> crate::webhook::Posted {
+        if record.keeps_bodies() {
+            record.posting(body.clone());
+        }
+        let posted = self.live.webhook.post(event, body).await;
+        way.posted(&posted);
+        record.posted(&posted);
+        posted
+    }
+
+    fn replies_for(&self, el: &Element, outcome: Outcome, record: &mut Record) -> Vec<Element> {
         match outcome {
             Outcome::Answer(answer) => match payload::replies(&answer, el, &self.live.config.domain) {
                 Ok(replies) => replies,
                 Err(e) => {
                     tracing::warn!("answer refused: {e}");
+                    record.failed(|| format!("answer refused: {e}"));
                     vec![stanza::error_reply(el, &e.to_stanza_error())]
                 }
             },
