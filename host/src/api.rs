@@ -6,9 +6,13 @@
 //! - `POST /inject` (in `stanzahook dev` only): `{"body", "from"?, "to"?}` becomes a test message
 //!   handled as if the server had sent it (README: "The development loop"), behind the token
 //!   when one is set;
+//! - `GET /deliveries`, `GET /deliveries/{id}`, `GET /deliveries/live`, the redeliveries, and the
+//!   console page at `/console` (README: "Deliveries"; `deliveries.rs`);
 //! - `POST /send`: a reply JSON as in the README's "The answer", with `to` (or `room`, see "Group
 //!   chat") required, behind a bearer token, checked like a webhook's answer and queued for the
 //!   server: how a bot answers later than the webhook's timeout.
+
+mod deliveries;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -36,6 +40,9 @@ struct Api {
     outbox: Outbox,
     rooms: Arc<Rooms>,
     injector: Option<Arc<crate::dev::Injector>>,
+    deliveries: Arc<crate::deliveries::Deliveries>,
+    /// Ends the live streams at shutdown: the server waits for every connection to close.
+    stop: CancellationToken,
 }
 
 /// Binds the listener: done before serving, so a port in use is reported at start.
@@ -50,6 +57,7 @@ pub fn spawn(
     outbox: Outbox,
     rooms: Arc<Rooms>,
     injector: Option<Arc<crate::dev::Injector>>,
+    deliveries: Arc<crate::deliveries::Deliveries>,
     shutdown: CancellationToken,
 ) {
     let with_token = live.load().config.api.token.is_some();
@@ -59,16 +67,29 @@ pub fn spawn(
         .route("/metrics", get(metrics_text))
         .route("/send", post(send))
         .route("/rooms", get(list_rooms).post(join_room))
-        .route("/rooms/{jid}", delete(leave_room));
+        .route("/rooms/{jid}", delete(leave_room))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/live", get(deliveries::live))
+        .route("/deliveries/redeliver", post(deliveries::redeliver_since))
+        .route("/deliveries/{id}", get(deliveries::one))
+        .route("/deliveries/{id}/redeliver", post(deliveries::redeliver))
+        .route("/console", get(deliveries::page))
+        .route("/console/console.js", get(deliveries::script))
+        .route("/console/console.css", get(deliveries::style))
+        // The browser asks for it with the page; there is none, and no error to log.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }));
     if injecting {
         app = app.route("/inject", post(inject));
     }
-    let app = app.with_state(Api { live, outbox, rooms, injector });
+    let stop = shutdown.clone();
+    let app = app.with_state(Api { live, outbox, rooms, injector, deliveries, stop });
     if let Ok(addr) = listener.local_addr() {
         let calls = if with_token {
-            "/healthz, /metrics, /send, /rooms"
+            "/healthz, /metrics, /send, /rooms, /deliveries, the console at /console"
+        } else if injecting {
+            "/healthz, /metrics, /deliveries, the console at /console; /send and /rooms are off without api.token"
         } else {
-            "/healthz, /metrics; /send and /rooms are off without api.token"
+            "/healthz, /metrics; /send, /rooms and /deliveries are off without api.token"
         };
         let inject = if injecting { ", /inject" } else { "" };
         tracing::info!("operator API on http://{addr} ({calls}{inject})");
