@@ -21,7 +21,8 @@
 //! | `busy` | 429 with `Retry-After: 2` to attempt 1, then echoes |
 //! | `iq` | `{"kind": "iq", "stanza": ...}` style answers: `{"stanza": "<iq type='result'><query xmlns='urn:example:answer'/></iq>"}` |
 //!
-//! Every request is recorded with its headers and JSON body.
+//! While `set_unavailable(true)`, every request is answered 503, whatever its `to`: a bot that is
+//! down for a while and comes back. Every request is recorded with its headers and JSON body.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,7 @@ pub struct Recorded {
 #[derive(Debug, Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
+    unavailable: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,11 @@ impl TestWebhook {
     pub async fn stop(&mut self) {
         self.stop.notify_one();
         let _ = (&mut self.server).await;
+    }
+
+    /// Answers every request 503 from now on (`true`), or as the table says again (`false`).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.shared.unavailable.store(unavailable, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// All requests so far.
@@ -112,6 +119,9 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         headers.get("webhook-attempt").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(1);
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(Recorded { headers, event: event.clone() });
+    }
+    if shared.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     // A filter may have reshaped the event; `channel` then holds the address (examples/filters/reshape).
     let to = event["to"].as_str().or(event["channel"].as_str()).unwrap_or("");

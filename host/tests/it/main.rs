@@ -6,6 +6,7 @@ mod bridge;
 mod builtin;
 mod cli;
 mod connection;
+mod deliveries;
 mod examples;
 mod faults;
 mod filters;
