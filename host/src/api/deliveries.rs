@@ -38,7 +38,7 @@ fn guarded(api: &Api, headers: &HeaderMap) -> Option<Response> {
     refused(api, headers, "/deliveries")
 }
 
-fn asset(content_type: &'static str, text: &'static str) -> Response {
+fn asset(content_type: &'static str, text: impl Into<axum::body::Body>) -> Response {
     (
         StatusCode::OK,
         [
@@ -48,13 +48,21 @@ fn asset(content_type: &'static str, text: &'static str) -> Response {
             (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        text,
+        text.into(),
     )
         .into_response()
 }
 
-pub async fn page() -> Response {
-    asset("text/html; charset=utf-8", PAGE)
+/// The page, saying whether it must ask for the token (`data-login`): asking the API first would
+/// log a refusal on every visit.
+pub async fn page(State(api): State<Api>) -> Response {
+    let login = match (&api.live.load().config.api.token, &api.injector) {
+        (Some(_), _) => "token",
+        (None, Some(_)) => "open",
+        (None, None) => "off",
+    };
+    let page = PAGE.replacen("<html lang=\"en\">", &format!("<html lang=\"en\" data-login=\"{login}\">"), 1);
+    asset("text/html; charset=utf-8", page)
 }
 
 pub async fn script() -> Response {

@@ -96,6 +96,28 @@ async fn a_delivery_failed_on_every_attempt_is_kept_across_a_restart_and_redeliv
 }
 
 #[tokio::test]
+async fn a_call_cut_short_by_the_shutdown_is_kept_as_failed_and_redelivered_after_the_restart() {
+    let toml = "state_dir = \"state\"\nshutdown_grace = \"1s\"\n";
+    let Some(mut b) = Bridge::start(Options { toml, api: true, ..Options::default() }).await else { return };
+    // `slow` answers after 3 s: the grace period of 1 s ends first.
+    b.alice.send(&message(&format!("slow@{DOMAIN}"), "not lost")).await.expect("send");
+    b.webhook_saw(1).await;
+    b.restart_host().await;
+    let page = get_until(&b, "/deliveries?status=failed", |p| ids(p).len() == 1).await;
+    let kept = &page["deliveries"][0];
+    assert!(kept["error"].as_str().is_some_and(|e| e.contains("abandoned at shutdown")), "{kept}");
+    let id = kept["id"].as_u64().expect("id");
+    let (status, answer) = call(&b, reqwest::Method::POST, &format!("/deliveries/{id}/redeliver")).await;
+    assert_eq!(status, 202, "{answer}");
+    let (reply, _) = b
+        .alice
+        .expect(WAIT, "the redelivered answer", |el| body(el).as_deref() == Some("not lost"))
+        .await
+        .expect("the message was not lost");
+    assert_eq!(body(&reply).as_deref(), Some("not lost"));
+}
+
+#[tokio::test]
 async fn redelivering_everything_failed_since_a_time_keeps_each_senders_order() {
     let toml = "state_dir = \"state\"\n";
     let Some(mut b) = Bridge::start(Options { toml, api: true, ..Options::default() }).await else { return };
@@ -165,6 +187,8 @@ async fn the_deliveries_api_wants_the_token_and_names_what_is_wrong() {
     assert_eq!(page.status().as_u16(), 200, "the page itself is public; its data is not");
     let policy = page.headers().get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
     assert!(policy.contains("default-src 'self'"), "{policy}");
+    let html = page.text().await.expect("the page");
+    assert!(html.contains("data-login=\"token\""), "the page knows it must ask for the token");
     for (path, code, named) in [
         ("/deliveries?status=lost", 400, "`status`"),
         ("/deliveries?limit=0", 400, "`limit`"),

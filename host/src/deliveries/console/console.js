@@ -396,6 +396,11 @@ $('list').addEventListener('click', (e) => { const r = e.target.closest('.row');
 document.addEventListener('click', (e) => { const a = e.target.closest('[data-open]'); if (a) openDetail(Number(a.dataset.open)); });
 $('detail-close').addEventListener('click', closeDetail);
 $('redeliver').addEventListener('click', onRedeliver);
-// a server without a token (dev) answers without one: then there is no login
-api(query()).then(enter, (e) => showLogin(e.status === 401 ? '' : e.message));
+// The server says on the page whether it wants a token: `open` (stanzahook dev without one) has
+// no login, `off` (no api.token) cannot serve the deliveries at all; asking first would log a
+// refusal on every visit.
+const login = document.documentElement.dataset.login;
+if (login === 'open') api(query()).then(enter, (e) => showLogin(e.message));
+else if (login === 'off') showLogin('The deliveries are off: the operator API has no token (set api.token or STANZAHOOK_API_TOKEN).');
+else showLogin('');
 })();
