@@ -10,7 +10,10 @@
 //! - the end-to-end baseline: a real Prosody and real clients (tokio-xmpp), the clients' messages
 //!   routed back to themselves by Prosody alone, then to stanzahook's echo and back, so the server's
 //!   own cost and what stanzahook adds to it are side by side (skipped without `prosody`);
-//! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time.
+//! - the delivery log's cost: no filter, 1,000 senders, with the log off, on (the default, bodies
+//!   off) and keeping bodies, alternated over three rounds;
+//! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time, with a
+//!   delivery log bounded by its bytes (4 MiB, bodies kept) and what the log holds.
 //!
 //! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
 //! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead;
@@ -538,6 +541,8 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         }
     }
 
+    let log = delivery_log_cost(&webhook, &base).await?;
+
     // 10,000 stanzas held in flight by a webhook that answers after 2 s.
     let host = start_host(&webhook, &base).await?;
     let (held, host) = pump(host, 10_000, 10_000, Pace::Window(10_000), "hold").await?;
@@ -578,6 +583,13 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
             plain.cpu.unwrap_or_default().as_secs_f64() * 1e6 / plain.replies as f64,
         );
     }
+    println!(
+        "  delivery log on (bodies off) vs off: {:.1}% of the throughput, CPU per stanza {:.1} µs vs {:.1} µs (target at least 95%); keeping bodies: {:.1}%",
+        100.0 * log.on.0 / log.off.0,
+        log.on.1,
+        log.off.1,
+        100.0 * log.bodies.0 / log.off.0,
+    );
     println!("  idle RSS (connected, before traffic): {} MiB (target at most 30 MiB)", mib(idle_rss));
     println!("  10,000 in flight: peak RSS {} MiB (target at most 200 MiB)", held.peak_rss.map_or("–".into(), mib));
     println!("  start to ready, no filter: {} ms (target at most 200 ms)", ms(ready));
@@ -593,9 +605,52 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs at 1,000 stanzas/s for `length`, printing RSS each minute.
+/// Median throughput and CPU µs per stanza of each delivery-log setting.
+struct LogCost {
+    off: (f64, f64),
+    on: (f64, f64),
+    bodies: (f64, f64),
+}
+
+/// The delivery log off, on (bodies off, the default) and keeping bodies, alternated three
+/// times so that the machine's drift falls on all three alike.
+async fn delivery_log_cost(webhook: &str, base: &str) -> anyhow::Result<LogCost> {
+    let settings = [
+        ("off", "[deliveries]\nlog = 0\nkeep_failed_for = \"off\"\n"),
+        ("on, bodies off", ""),
+        ("on, bodies kept", "[deliveries]\nkeep_bodies = true\n"),
+    ];
+    let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); settings.len()];
+    for round in 0..3 {
+        for (i, (name, toml)) in settings.iter().enumerate() {
+            let host = start_host(webhook, &format!("{base}{toml}")).await?;
+            let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
+            let (run, host) = pump(host, STANZAS, 1000, Pace::Window(WINDOW), "echo").await?;
+            row(&format!("delivery log {name}, round {}", round + 1), &run);
+            let cpu = run.cpu.unwrap_or_default().as_secs_f64() * 1e6 / run.replies as f64;
+            runs[i].push((run.throughput(), cpu));
+            drop(host);
+        }
+    }
+    let median = |mut v: Vec<(f64, f64)>| {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v[v.len() / 2]
+    };
+    let mut runs = runs.into_iter().map(median);
+    let (off, on, bodies) =
+        (runs.next().unwrap_or_default(), runs.next().unwrap_or_default(), runs.next().unwrap_or_default());
+    Ok(LogCost { off, on, bodies })
+}
+
+/// Runs at 1,000 stanzas/s for `length`, printing RSS each minute and what the delivery log
+/// holds: bounded by 4 MiB, with bodies kept, so that the byte bound is the one that binds.
 async fn soak(webhook: &str, base: &str, length: Duration) -> anyhow::Result<()> {
-    let mut host = start_host(webhook, base).await?;
+    let port = testkit::free_port()?;
+    let bound = 4 * 1024 * 1024;
+    let toml = format!(
+        "{base}[deliveries]\nlog = 1000000\nlog_memory = {bound}\nkeep_bodies = true\n[api]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let mut host = start_host(webhook, &toml).await?;
     let minutes = (length.as_secs() / 60).max(1);
     let mut rss = Vec::new();
     for minute in 0..minutes {
@@ -603,7 +658,19 @@ async fn soak(webhook: &str, base: &str, length: Duration) -> anyhow::Result<()>
         host = next;
         let current = current_rss(&host.process)?;
         rss.push(current);
-        println!("  soak minute {}: {:.0} replies/s, RSS {} MiB", minute + 1, run.throughput(), mib(current));
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await?.text().await?;
+        let gauge =
+            |name: &str| metrics.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok()).unwrap_or(0);
+        let (entries, bytes) = (gauge("stanzahook_delivery_log_entries "), gauge("stanzahook_delivery_log_bytes "));
+        println!(
+            "  soak minute {}: {:.0} replies/s, RSS {} MiB, delivery log {entries} entries, {bytes} bytes (bound {bound})",
+            minute + 1,
+            run.throughput(),
+            mib(current)
+        );
+        if bytes > bound {
+            bail!("the delivery log holds {bytes} bytes, more than its bound of {bound}");
+        }
     }
     if let (Some(first), Some(last)) = (rss.first(), rss.last()) {
         println!("  soak: RSS {} MiB after the first minute, {} MiB after the last", mib(*first), mib(*last));
