@@ -28,6 +28,11 @@ const KEEPALIVE_ID_PREFIX: &str = "stanzahook-keepalive-";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// A stanzahook refused with `conflict` (Prosody: another connection serves the domain) is a hot
+/// standby: it asks again this often (and no less often, whatever the failures before), so that
+/// it serves within about half a second of the other's stream closing (README: "Running more
+/// than one").
+const STANDBY_RETRY: Duration = Duration::from_millis(400);
 
 type Stream = XmlStream<BufStream<DepthGuarded<TcpStream>>, Element>;
 
@@ -113,16 +118,24 @@ async fn run(
     let mut explained: Option<String> = None;
     let mut sessions: u64 = 0;
     let mut unsent: Vec<Element> = Vec::new();
+    // Since when this process has waited as a standby, refused with `conflict`.
+    let mut standby: Option<std::time::Instant> = None;
     loop {
         if stop_reading.is_cancelled() && outgoing.is_closed() && outgoing.is_empty() && unsent.is_empty() {
             return;
         }
-        if failures == 0 {
+        if failures == 0 && standby.is_none() {
             tracing::info!(server = %settings.server, domain = %settings.domain, "connecting");
         }
         match connect(&settings).await {
             Ok(stream) => {
-                if failures > 0 {
+                if let Some(since) = standby.take() {
+                    tracing::info!(
+                        "standby over: the other connection for {} is gone, taking over after {:.1} s",
+                        settings.domain,
+                        since.elapsed().as_secs_f64()
+                    );
+                } else if failures > 0 {
                     tracing::info!("connected after {} attempts", failures + 1);
                 }
                 failures = 0;
@@ -143,6 +156,26 @@ async fn run(
                         tracing::warn!("connection lost: {why}; reconnecting in {} ms", delay.as_millis());
                         tokio::time::sleep(delay).await;
                     }
+                }
+            }
+            Err(e) if e.is_conflict() => {
+                if stop_reading.is_cancelled() {
+                    // Nothing was ever served: there is nothing to drain.
+                    crate::health::set_down("stopped while on standby");
+                    return;
+                }
+                let why = format!("standby: {e}");
+                if standby.is_none() {
+                    tracing::warn!(
+                        "{why}; taking over as soon as it stops (asking every {} ms)",
+                        STANDBY_RETRY.as_millis()
+                    );
+                    standby = Some(std::time::Instant::now());
+                }
+                crate::health::set_down(&why);
+                tokio::select! {
+                    _ = tokio::time::sleep(STANDBY_RETRY) => {}
+                    _ = stop_reading.cancelled() => {}
                 }
             }
             Err(e) => {
@@ -185,6 +218,13 @@ pub enum ConnectError {
     Refused { server: String, condition: String, text: String, hint: String },
     #[error("{server} closed the stream during the handshake (wrong secret or unknown domain?)")]
     ClosedDuringHandshake { server: String },
+}
+
+impl ConnectError {
+    /// The server refused because another connection serves the domain (Prosody).
+    fn is_conflict(&self) -> bool {
+        matches!(self, ConnectError::Refused { condition, .. } if condition == "conflict")
+    }
 }
 
 async fn connect(settings: &ConnectionSettings) -> Result<Stream, ConnectError> {

@@ -57,6 +57,17 @@ async fn unknown_domain_on(kind: Server) {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!first.log().contains("connection lost"), "the first stays up:\n{}", first.log());
+    if kind == Server::Prosody {
+        // The second waits as a hot standby and takes over once the first is gone.
+        assert!(second.log().contains("standby: handshake refused"), "{}", second.log());
+        first.terminate().expect("SIGTERM");
+        first.wait_exit(WAIT).await.expect("the first exits");
+        let gone = std::time::Instant::now();
+        second.wait_for_log("standby over", WAIT).await.expect("the second takes over");
+        let took = gone.elapsed();
+        assert!(took < Duration::from_secs(2), "took over {took:?} after the first exited:\n{}", second.log());
+        assert_eq!(second.log().matches("standby: handshake refused").count(), 1, "said once:\n{}", second.log());
+    }
 }
 
 #[tokio::test]
