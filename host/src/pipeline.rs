@@ -291,12 +291,8 @@ impl Handling<'_> {
         if typing {
             crate::courtesy::end_typing(el, &mut replies);
         }
-        let finished = std::mem::replace(record, Record::off());
-        let delivery = if finished.keeps_bodies() {
-            finished.finish(el, status, &replies)
-        } else {
-            finished.finish(el, status, &[])
-        };
+        // The replies are copied into the record only when it keeps bodies.
+        let delivery = std::mem::replace(record, Record::off()).finish(el, status, &replies);
         self.send(el, replies, way);
         if let Some(delivery) = delivery {
             self.deliveries.record(delivery);

@@ -138,10 +138,8 @@ impl Store {
 
     pub fn delivery(&self, id: u64) -> anyhow::Result<Option<KeptDelivery>> {
         let kept = self.with(false, |conn| {
-            conn.query_row("SELECT row, redelivered_as FROM deliveries WHERE id = ?1", params![id as i64], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?.map(|n| n as u64)))
-            })
-            .optional()
+            conn.query_row("SELECT row, redelivered_as FROM deliveries WHERE id = ?1", params![id as i64], kept_row)
+                .optional()
         })?;
         Ok(kept.flatten())
     }
@@ -162,7 +160,7 @@ impl Store {
             )?;
             let rows = select.query_map(
                 params![query.before.map(|b| b as i64), full, bare, query.since_ms, query.until_ms, query.limit as i64],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?.map(|n| n as u64))),
+                kept_row,
             )?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
@@ -175,6 +173,11 @@ impl Store {
             self.with(false, |conn| conn.execute("DELETE FROM deliveries WHERE at_ms < ?1", params![before_ms]))?;
         Ok(pruned.unwrap_or(0))
     }
+}
+
+/// A `SELECT row, redelivered_as` row as kept.
+fn kept_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeptDelivery> {
+    Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?.map(|n| n as u64)))
 }
 
 /// Opens (or makes) the database at `path` in `dir` and brings its schema up to date. The
