@@ -1,7 +1,8 @@
 //! ejabberd on loopback, the second server the README promises: a throwaway config, Mnesia spool
 //! and log dir, free ports, killed when dropped. Started as the Erlang VM directly, not through
 //! `ejabberdctl`, which would switch to the `ejabberd` user and want a distributed node; without
-//! a node name no `epmd` is started either, so parallel tests do not share anything.
+//! a node name no `epmd` is started either, so parallel tests do not share anything. A node of a
+//! cluster (`EjabberdCluster`) is named and uses its cluster's own `epmd`.
 //!
 //! Accounts are checked by a small external-auth script (ejabberd's `extauth` protocol) written
 //! into the temp dir: ejabberd keeps its own accounts in Mnesia, which only a running node could
@@ -26,26 +27,59 @@ pub struct Ejabberd {
     /// Accounts made in ejabberd's own database at start, for the example config (whose
     /// `auth_method` is `internal`); empty when the generated config's auth script knows them.
     register: Vec<(String, String)>,
+    /// Distributed Erlang, for a node of a cluster.
+    node: Option<Distribution>,
+    /// How long `join_cluster` took, once the node has joined a cluster.
+    joined_in: Option<Duration>,
 }
+
+/// How a node of a cluster speaks distributed Erlang.
+#[derive(Debug, Clone)]
+pub(crate) struct Distribution {
+    /// `-name`, e.g. `node1@127.0.0.1`.
+    pub name: String,
+    /// `-setcookie`, one per cluster.
+    pub cookie: String,
+    /// The cluster's own epmd (`ERL_EPMD_PORT`), not the machine's on 4369.
+    pub epmd_port: u16,
+    /// The node to join (`ejabberd_admin:join_cluster/1`) at the first start; `None` for the
+    /// first node, and once joined (Mnesia's schema in the spool then knows the cluster).
+    pub join: Option<String>,
+}
+
+/// The file a joining node writes the result of `join_cluster` and its duration into.
+const JOINED: &str = "joined";
 
 impl Ejabberd {
     /// Starts ejabberd and waits until both its ports accept connections.
     pub fn start(setup: &ServerSetup) -> anyhow::Result<Ejabberd> {
+        Ejabberd::start_with(setup, "", None)
+    }
+
+    /// Starts ejabberd with `yaml` added to its config as top-level options, e.g.
+    /// `domain_balancing`.
+    pub fn start_with_yaml(setup: &ServerSetup, yaml: &str) -> anyhow::Result<Ejabberd> {
+        Ejabberd::start_with(setup, yaml, None)
+    }
+
+    pub(crate) fn start_with(setup: &ServerSetup, yaml: &str, node: Option<Distribution>) -> anyhow::Result<Ejabberd> {
         let process = ServerProcess::prepare("ejabberd", &["ejabberd.log"], setup)?;
         let dir = process.dir();
         std::fs::create_dir_all(dir.join("spool"))?;
         let mut register = Vec::new();
         if setup.from_example {
             let ports = [("- port: 5222", process.c2s_port), ("- port: 5347", process.component_port)];
-            std::fs::write(dir.join("ejabberd.yml"), crate::server::example_config("ejabberd.yml", ports)?)?;
+            let example = crate::server::example_config("ejabberd.yml", ports)?;
+            std::fs::write(dir.join("ejabberd.yml"), format!("{example}\n{yaml}"))?;
             register.clone_from(&setup.users);
         } else {
             let auth = dir.join("auth.py");
             std::fs::write(&auth, auth_script(setup))?;
             make_executable(&auth)?;
-            std::fs::write(dir.join("ejabberd.yml"), config(&auth, process.c2s_port, process.component_port, setup))?;
+            let config = config(&auth, process.c2s_port, process.component_port, setup);
+            std::fs::write(dir.join("ejabberd.yml"), format!("{config}{yaml}"))?;
         }
-        let mut ejabberd = Ejabberd { process, register };
+        let mut ejabberd = Ejabberd { process, register, node, joined_in: None };
         ejabberd.spawn()?;
         Ok(ejabberd)
     }
@@ -81,12 +115,72 @@ impl TestServer for Ejabberd {
                 ]
             }))
             .env("ERL_LIBS", libs)
+            .env_remove("ERL_EPMD_PORT")
             .env("EJABBERD_CONFIG_PATH", dir.join("ejabberd.yml"))
             .env("EJABBERD_LOG_PATH", dir.join("ejabberd.log"))
             .env("ERL_CRASH_DUMP", dir.join("erl_crash.dump"))
             .env("ERL_CRASH_DUMP_BYTES", "0")
             .current_dir(dir);
-        self.process.spawn(command, START_WAIT)
+        let join = self.node.as_ref().and_then(|node| node.join.clone());
+        if let Some(node) = &self.node {
+            command
+                .args(["-name", &node.name, "-setcookie", &node.cookie, "-start_epmd", "false"])
+                .env("ERL_EPMD_PORT", node.epmd_port.to_string());
+        }
+        if let Some(first) = &join {
+            // After `-s ejabberd`: join_cluster stops ejabberd, copies the first node's tables
+            // and starts ejabberd again, so the ports close and open once more.
+            let _ = std::fs::remove_file(dir.join(JOINED));
+            command.args([
+                "-eval".to_owned(),
+                format!(
+                    "T = erlang:monotonic_time(millisecond), R = ejabberd_admin:join_cluster(<<{first:?}>>), \
+                     file:write_file({JOINED:?}, io_lib:format(\"~p ~p~n\", [R, erlang:monotonic_time(millisecond) - T]))."
+                ),
+            ]);
+        }
+        self.process.spawn(command, START_WAIT)?;
+        if join.is_some() {
+            self.wait_for_join()?;
+            if let Some(node) = self.node.as_mut() {
+                node.join = None;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ejabberd {
+    /// Waits until `join_cluster` has returned `ok` and ejabberd listens again.
+    fn wait_for_join(&mut self) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + START_WAIT;
+        let marker = self.process.dir().join(JOINED);
+        let result = loop {
+            match std::fs::read_to_string(&marker) {
+                Ok(text) if text.ends_with('\n') => break text,
+                _ => {}
+            }
+            if let Some(status) = self.process.exited() {
+                anyhow::bail!("ejabberd exited ({status}) while joining the cluster; its log:\n{}", self.log());
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "ejabberd did not join the cluster within {} s; its log:\n{}",
+                START_WAIT.as_secs(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut words = result.split_whitespace();
+        anyhow::ensure!(words.next() == Some("ok"), "join_cluster answered {result:?}; its log:\n{}", self.log());
+        self.joined_in = words.next().and_then(|ms| ms.parse().ok()).map(Duration::from_millis);
+        self.process.wait_ready(START_WAIT)
+    }
+
+    /// How long `join_cluster` took on this node, as the node measured it; `None` for a node
+    /// that did not join a cluster.
+    pub fn joined_in(&self) -> Option<Duration> {
+        self.joined_in
     }
 }
 

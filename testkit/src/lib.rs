@@ -1,5 +1,5 @@
 //! Real servers for stanzahook's integration tests, benchmarks and demo: Prosody or ejabberd
-//! started on free loopback ports in a temp dir, a real XMPP client (tokio-xmpp), a scriptable webhook
+//! (or a cluster of ejabberd nodes) started on free loopback ports in a temp dir, a real XMPP client (tokio-xmpp), a scriptable webhook
 //! (axum), the stanzahook binary as a child process, and the component side of XEP-0114 for probing
 //! a server without stanzahook.
 
@@ -7,6 +7,7 @@ pub mod client;
 pub mod component_client;
 pub mod demo;
 pub mod ejabberd;
+pub mod ejabberd_cluster;
 pub mod fake_server;
 pub mod guests;
 pub mod host;
@@ -20,6 +21,7 @@ use std::net::TcpListener;
 pub use client::XmppClient;
 pub use component_client::ComponentClient;
 pub use ejabberd::Ejabberd;
+pub use ejabberd_cluster::EjabberdCluster;
 pub use fake_server::FakeComponentServer;
 pub use host::HostProcess;
 pub use prosody::Prosody;

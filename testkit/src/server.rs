@@ -130,6 +130,19 @@ impl ServerProcess {
         ready.map_err(|e| anyhow::anyhow!("{} {e}; its log:\n{}", self.name, self.log()))
     }
 
+    /// Waits again until both ports accept connections, while the process runs: after a
+    /// restart inside the process (an ejabberd node joining a cluster restarts ejabberd).
+    pub(crate) fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let Some(child) = self.child.as_mut() else { anyhow::bail!("{} is not running", self.name) };
+        let ready = wait_for_ports(child, &[self.c2s_port, self.component_port], within);
+        ready.map_err(|e| anyhow::anyhow!("{} {e}; its log:\n{}", self.name, self.log()))
+    }
+
+    /// Whether the process has exited (reaping it), for waits of the server's own.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|child| child.try_wait().ok().flatten())
+    }
+
     /// Kills the server (as a crash would), keeping its data.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -200,7 +213,7 @@ fn wait_for_ports(child: &mut Child, ports: &[u16], within: Duration) -> Result<
 /// than by connecting: every probe connection takes an ephemeral port, and one of them could be
 /// a port another test has picked as free and is about to bind (ejabberd takes a second to
 /// start, so it was probed ~50 times). Where `/proc` cannot be read, a connection tells.
-fn listening(port: u16) -> bool {
+pub(crate) fn listening(port: u16) -> bool {
     match std::fs::read_to_string("/proc/net/tcp") {
         // Columns: slot, local address (hex IPv4 in host order, then port), remote, state (0A = LISTEN).
         Ok(table) => {
