@@ -135,6 +135,13 @@ impl HostProcess {
         self.signal("TERM")
     }
 
+    /// Kills it with SIGKILL, as a crash or the OOM killer would: no stream close, nothing
+    /// finished; returns once it is gone.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
     /// Sends SIGHUP, as `systemctl reload` does.
     pub fn hangup(&self) -> anyhow::Result<()> {
         self.signal("HUP")
