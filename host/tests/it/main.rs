@@ -12,6 +12,7 @@ mod faults;
 mod filters;
 mod golden;
 mod harness;
+mod instances;
 mod languages;
 mod muc_servers;
 mod ordering;
