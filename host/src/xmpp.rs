@@ -216,7 +216,11 @@ pub enum ConnectError {
     NoStreamId { server: String },
     #[error("handshake refused by {server}: {condition}{text} — {hint}")]
     Refused { server: String, condition: String, text: String, hint: String },
-    #[error("{server} closed the stream during the handshake (wrong secret or unknown domain?)")]
+    #[error(
+        "{server} closed the stream during the handshake: a wrong secret or a domain it does not serve, or \
+         the server failed on it (ejabberd: a domain_balancing entry without component_number makes every \
+         handshake crash, `badkey` in its log; see the README's \"Running more than one\")"
+    )]
     ClosedDuringHandshake { server: String },
 }
 
@@ -340,7 +344,7 @@ async fn serve(
     if let Err(e) = write_batch(&mut stream, unsent).await {
         return SessionEnd::Lost(format!("send failed: {e}"));
     }
-    let mut pings: u64 = 0;
+    let mut keepalive = Keepalive::default();
     loop {
         tokio::select! {
             read = stream.next(), if !stop_reading.is_cancelled() => match read {
@@ -348,7 +352,7 @@ async fn serve(
                     let (condition, text) = stream_error_condition(&el);
                     return SessionEnd::Lost(format!("server sent stream error {condition}{text}"));
                 }
-                Some(Ok(el)) if is_keepalive_echo(&el, &settings.domain) => {}
+                Some(Ok(el)) if is_keepalive_echo(&el, &settings.domain) => keepalive.echoed(&el),
                 Some(Ok(el)) if Kind::of(&el).is_some() => {
                     if let Err(mpsc::error::SendError(el)) = incoming.send(el).await {
                         // Shutting down: nobody takes stanzas any more; keep sending what is queued.
@@ -363,9 +367,8 @@ async fn serve(
                 }
                 Some(Ok(el)) => tracing::debug!("ignoring non-stanza <{}/> from the server", el.name()),
                 Some(Err(ReadError::SoftTimeout)) => {
-                    pings += 1;
-                    let ping = keepalive_ping(&settings.domain, pings);
-                    if let Err(e) = stream.send(&ping).await {
+                    let mut pings = keepalive.pings(&settings.domain);
+                    if let Err(e) = write_batch(&mut stream, &mut pings).await {
                         return SessionEnd::Lost(format!("keepalive failed: {e}"));
                     }
                 }
@@ -417,19 +420,70 @@ async fn write_batch(stream: &mut Stream, batch: &mut Vec<Element>) -> Result<()
     Ok(())
 }
 
-/// A ping from the domain to itself: it travels through the server and back, so its echo proves
-/// the whole path is alive, on any server, without knowing the server's own domain.
-fn keepalive_ping(domain: &str, n: u64) -> Element {
-    let mut iq = stanza::new_stanza(Kind::Iq, domain, domain);
-    stanza::set_attr(&mut iq, "type", "get");
-    stanza::set_attr(&mut iq, "id", &format!("{KEEPALIVE_ID_PREFIX}{n}"));
-    iq.append_child(Element::bare("ping", NS_PING));
-    iq
+/// The keepalive of one session. A ping goes from an address at the domain to itself: it
+/// travels through the server and back, so its echo proves the whole path is alive, on any
+/// server, without knowing the server's own domain. Any data read proves it too (the stream's
+/// timeouts count every read), so pings go out only after `keepalive` of silence.
+///
+/// Where several connections serve the domain (ejabberd's `domain_balancing`, README: "Running
+/// more than one"), the server hands each stanza to one of them by a hash of its sender's bare
+/// address: an echo may come back to another process. So each round sends several pings from
+/// different addresses, and the addresses whose echo came back on this connection lead the next
+/// rounds (under `bare_source` they always come back here). A ping that reaches another process
+/// is ignored there.
+#[derive(Debug, Default)]
+struct Keepalive {
+    sent: u64,
+    /// Local parts whose echo came back on this connection, newest last.
+    ours: Vec<String>,
 }
 
+/// Pings per round while no echo has come back on this connection: with two connections
+/// splitting the domain, all of them go to the other one once in 65,536 rounds.
+const PINGS_UNKNOWN: usize = 16;
+/// Pings per round once an address is known to come back here.
+const PINGS_KNOWN: usize = 4;
+
+impl Keepalive {
+    fn pings(&mut self, domain: &str) -> Vec<Element> {
+        let count = if self.ours.is_empty() { PINGS_UNKNOWN } else { PINGS_KNOWN };
+        let known = self.ours.iter().rev().cloned();
+        let fresh = std::iter::repeat_with(|| format!("keepalive-{:08x}", rand::random::<u32>()));
+        let locals: Vec<String> = known.chain(fresh).take(count).collect();
+        locals
+            .iter()
+            .map(|local| {
+                self.sent += 1;
+                let address = format!("{local}@{domain}");
+                let mut iq = stanza::new_stanza(Kind::Iq, &address, &address);
+                stanza::set_attr(&mut iq, "type", "get");
+                stanza::set_attr(&mut iq, "id", &format!("{KEEPALIVE_ID_PREFIX}{}", self.sent));
+                iq.append_child(Element::bare("ping", NS_PING));
+                iq
+            })
+            .collect()
+    }
+
+    /// An echo came back on this connection: its address leads the next rounds.
+    fn echoed(&mut self, el: &Element) {
+        let Some(local) = el.attr("from").and_then(|from| from.split_once('@')).map(|(local, _)| local) else {
+            return;
+        };
+        if !self.ours.iter().any(|known| known == local) {
+            self.ours.push(local.to_owned());
+            // A few are enough; the oldest go.
+            if self.ours.len() > PINGS_KNOWN {
+                self.ours.remove(0);
+            }
+        }
+    }
+}
+
+/// A keepalive ping of this or another stanzahook serving the domain (older ones ping from the
+/// bare domain).
 fn is_keepalive_echo(el: &Element, domain: &str) -> bool {
     el.name() == "iq"
-        && el.attr("from") == Some(domain)
+        && el.attr("from").is_some_and(|from| stanza::is_at_domain(from, domain))
         && el.attr("id").is_some_and(|id| id.starts_with(KEEPALIVE_ID_PREFIX))
 }
 
@@ -453,5 +507,28 @@ mod tests {
             .expect("parses");
         assert!(is_stream_error(&el));
         assert_eq!(stream_error_condition(&el), ("conflict".to_owned(), " (taken)".to_owned()));
+    }
+
+    #[test]
+    fn keepalive_pings_from_many_addresses_until_one_comes_back_then_leads_with_it() {
+        let mut keepalive = Keepalive::default();
+        let first = keepalive.pings("bot.x");
+        let addresses: std::collections::BTreeSet<&str> = first.iter().filter_map(|p| p.attr("from")).collect();
+        assert_eq!((first.len(), addresses.len()), (PINGS_UNKNOWN, PINGS_UNKNOWN), "each from its own address");
+        assert!(first.iter().all(|p| p.attr("from") == p.attr("to") && is_keepalive_echo(p, "bot.x")));
+        assert!(!is_keepalive_echo(&first[0], "other.x"));
+        // The seventh came back here: it goes first from now on, with fewer pings.
+        keepalive.echoed(&first[6]);
+        let next = keepalive.pings("bot.x");
+        assert_eq!(next.len(), PINGS_KNOWN);
+        assert_eq!(next[0].attr("from"), first[6].attr("from"));
+        let ids: std::collections::BTreeSet<&str> = first.iter().chain(&next).filter_map(|p| p.attr("id")).collect();
+        assert_eq!(ids.len(), PINGS_UNKNOWN + PINGS_KNOWN, "ids are never reused");
+        // An older stanzahook's ping, from the bare domain, is recognised and teaches nothing.
+        let old = stanza::parse_received("<iq type='get' from='bot.x' to='bot.x' id='stanzahook-keepalive-1'/>")
+            .expect("parses");
+        assert!(is_keepalive_echo(&old, "bot.x"));
+        keepalive.echoed(&old);
+        assert_eq!(keepalive.ours.len(), 1);
     }
 }

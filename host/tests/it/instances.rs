@@ -1,4 +1,4 @@
-//! More than one instance (SPEC §15.1): one stanzahook per node of an ejabberd cluster, and
+//! More than one instance (README: "Running more than one"): one stanzahook per node of an ejabberd cluster, and
 //! several on one ejabberd node split by `domain_balancing`; each sender's stanzas stay in order,
 //! and what a dead process costs, in each setup.
 //!
@@ -30,7 +30,7 @@ domain_balancing:
     type: bare_source
 ";
 
-/// How long after the kill the survivor must answer the dead one's senders (SPEC: within a
+/// How long after the kill the survivor must answer the dead one's senders (README: within a
 /// second; ~0.1 s measured on an idle machine).
 const TAKEOVER: Duration = Duration::from_secs(1);
 
@@ -44,8 +44,13 @@ struct Instance {
 impl Instance {
     /// Starts it and waits until it is connected.
     async fn start(server: &dyn TestServer) -> Instance {
+        Instance::start_with(server, None).await
+    }
+
+    /// Starts it with a config file and waits until it is connected.
+    async fn start_with(server: &dyn TestServer, config: Option<&std::path::Path>) -> Instance {
         let webhook = TestWebhook::start().await.expect("webhook starts");
-        let args = testkit::host::run_args(DOMAIN, &server.component_addr(), SECRET, &webhook.url, None);
+        let args = testkit::host::run_args(DOMAIN, &server.component_addr(), SECRET, &webhook.url, config);
         let host = connected(&args).await;
         Instance { host, webhook, args }
     }
@@ -308,6 +313,40 @@ async fn domain_balancing_splits_senders_in_order_and_drops_a_dead_slots_senders
         all.iter().filter(|jid| first.bodies_from(jid).contains(&"back".to_owned())).cloned().collect();
     assert_eq!(back_by_first, by_first, "the new process serves the dead one's senders");
     eprintln!("domain_balancing test took {} ms", test_started.elapsed().as_millis());
+}
+
+/// Under `domain_balancing` a keepalive echo is routed by its sender's address like any stanza,
+/// so it may reach the other process: an idle process must still find an echo of its own, and
+/// not take its server for dead and reconnect (which would drop its slot's senders meanwhile).
+#[tokio::test]
+async fn idle_processes_sharing_a_domain_keep_their_connections_alive() {
+    if !testkit::require(Ejabberd::installed(), "ejabberd", "apt-get install ejabberd") {
+        return;
+    }
+    let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
+    let server = Ejabberd::start_with_yaml(&setup(&names), BALANCING).expect("ejabberd starts");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("stanzahook.toml");
+    std::fs::write(&config, "[connection]\nkeepalive = \"300ms\"\ndead_after = \"700ms\"\n").expect("config");
+    let first = Instance::start_with(&server, Some(&config)).await;
+    let second = Instance::start_with(&server, Some(&config)).await;
+    // Ten keepalive rounds each, with nothing else on the streams.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut senders = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        senders.push(Sender::login(&server, name, 1000 * i as u32).await);
+    }
+    for sender in &mut senders {
+        sender.send("echo", "still there").await;
+    }
+    for (jid, got) in all_received(&mut senders).await {
+        assert_eq!(got.iter().filter_map(body).collect::<Vec<_>>(), ["still there"], "{jid}: {:?}", texts(&got));
+    }
+    for (which, instance) in [("first", &first), ("second", &second)] {
+        let log = instance.host.log();
+        assert!(!log.contains("connection lost"), "the {which} process reconnected while idle:\n{log}");
+        assert_eq!(log.matches("connected, serving").count(), 1, "{which}:\n{log}");
+    }
 }
 
 /// `domain_balancing` with `type` and no `component_number`: ejabberd 23.01 crashes in every
