@@ -77,4 +77,43 @@ fn main() {
         });
         println!("  {name:32} answer → replies  {ns:7.0} ns");
     }
+    delivery_log(&plain);
+}
+
+/// What the delivery log adds to one delivery (README: "Deliveries"): gathering it along the way
+/// and keeping it in a full log of 1,000, which drops its oldest for each new one; with the log
+/// off, with it on (the default, bodies off), and keeping bodies.
+fn delivery_log(el: &tokio_xmpp::minidom::Element) {
+    use stanzahook::config::DeliverySettings;
+    use stanzahook::deliveries::Deliveries;
+    use stanzahook::webhook::{Outcome, Posted};
+    let posted = Posted {
+        outcome: Outcome::Answer(serde_json::json!({"body": "hello"})),
+        content_type: None,
+        took: std::time::Duration::from_micros(300),
+        attempts: 1,
+    };
+    let reply = stanza::parse_received(
+        "<message to='alice@example.org/phone' from='echo@bot.example.org' type='chat'><body>hello</body></message>",
+    )
+    .expect("parses");
+    println!("delivery log, ns per delivery (median of {ROUNDS} rounds of {CALLS}):");
+    for (name, log, keep_bodies) in
+        [("off", 0, false), ("on, bodies off", 1000, false), ("on, bodies kept", 1000, true)]
+    {
+        let settings = DeliverySettings { log, log_memory: 8 << 20, keep_bodies, keep_failed_for: None };
+        let (deliveries, _redeliveries) =
+            Deliveries::new(settings, std::sync::Arc::new(stanzahook::store::Store::new(None)));
+        let ns = median_ns(|| {
+            let mut record = deliveries.begin(keep_bodies, None);
+            if record.keeps_bodies() {
+                record.posting("{\"body\":\"Hello\"}".to_owned());
+            }
+            record.posted(black_box(&posted));
+            if let Some(delivery) = record.finish(el, None, std::slice::from_ref(&reply)) {
+                deliveries.record(delivery);
+            }
+        });
+        println!("  {name:32} {ns:7.0} ns");
+    }
 }

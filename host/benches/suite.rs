@@ -39,6 +39,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const DOMAIN: &str = "bot.localhost";
 const SECRET: &str = "bench";
 const STANZAS: usize = 20_000;
+/// The fixed rate of the moderate-load row: what a busy real server sends a component.
+const MODERATE_RATE: f64 = 2000.0;
 const WINDOW: usize = 64;
 /// Messages per run through Prosody, as many as the other runs: Prosody (Lua, one thread) routes
 /// 10,000–20,000 a second here, the slowest run (one message at a time, through stanzahook)
@@ -272,6 +274,9 @@ struct ThroughProsody {
     server_cpu: [Duration; 2],
 }
 
+/// The Prosody row with one message at a time.
+const ONE_CLIENT: &str = "1 client, window 1";
+
 /// Clients logged in as alice, each its own resource and so its own sender to stanzahook.
 const PROSODY_CLIENTS: usize = 8;
 /// Each client's window in the parallel runs: 64 messages outstanding in all, as elsewhere.
@@ -307,7 +312,7 @@ async fn prosody_baseline(webhook: &str, base: &str) -> anyhow::Result<Vec<Throu
     clients = converse_all(clients, echo, 500, PROSODY_CLIENT_WINDOW).await.map_err(explain)?.0;
     let mut pairs = Vec::new();
     let shapes: [(&'static str, usize, usize); 2] =
-        [("8 clients, window 8 each", PROSODY_CLIENTS, PROSODY_CLIENT_WINDOW), ("1 client, window 1", 1, 1)];
+        [("8 clients, window 8 each", PROSODY_CLIENTS, PROSODY_CLIENT_WINDOW), (ONE_CLIENT, 1, 1)];
     for (shape, senders, window) in shapes {
         let idle = clients.split_off(senders);
         let server_before = prosody.cpu_time()?;
@@ -456,6 +461,11 @@ fn filters_toml(tag: &Path, reuse: &str) -> String {
     )
 }
 
+/// stanzahook's CPU time per reply in `run`, in µs.
+fn cpu_per_stanza(run: &Run) -> f64 {
+    run.cpu.unwrap_or_default().as_secs_f64() * 1e6 / run.replies.max(1) as f64
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
@@ -503,6 +513,9 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         "compile_cache = {:?}\n{extra}\n[webhook]\nmax_in_flight = 10000\n",
         cache.path().display().to_string()
     );
+    if let Some(seconds) = std::env::var("STANZAHOOK_BENCH_PROFILE").ok().and_then(|s| s.parse::<u64>().ok()) {
+        return profile_run(&webhook, &base, seconds).await;
+    }
     println!("machine: {} cores; {STANZAS} stanzas per run, window {WINDOW} unless said", cores());
     println!("binary: {}", host_bin().display());
     println!();
@@ -527,6 +540,10 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     row("floor at 1,000/s", &floor_paced);
     let (paced, host) = pump(host, 10_000, 1000, Pace::Rate(rate), "echo").await?;
     row("stanzahook at 1,000/s", &paced);
+    // The rates a real server sends: each stanza handled alone, so per-stanza fixed costs
+    // (wake-ups, syscalls) dominate, not the saturating path's.
+    let (moderate, host) = pump(host, 20_000, 1000, Pace::Rate(MODERATE_RATE), "echo").await?;
+    row("stanzahook at 2,000/s", &moderate);
     drop(host);
 
     let mut filtered = Vec::new();
@@ -575,6 +592,13 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         100.0 * plain.throughput() / floor_run.throughput()
     );
     println!("  host-added p99 at 1,000/s: {} ms (target at most 1 ms)", ms(host_p99));
+    println!("  CPU per stanza at 2,000/s: {:.1} µs (target at most 45 µs)", cpu_per_stanza(&moderate));
+    if let Some(one) = through_prosody.iter().find(|p| p.shape == ONE_CLIENT) {
+        println!(
+            "  CPU per stanza, one client through Prosody: {:.1} µs (target at most 40 µs)",
+            cpu_per_stanza(&one.with_host)
+        );
+    }
     for (instances, run, target) in &filtered {
         println!(
             "  two filters ({instances}) vs no filter: {:.0}% (target at least {target}%); CPU per stanza {:.0} µs vs {:.0} µs",
@@ -602,6 +626,21 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     } else {
         println!("  soak: not run (STANZAHOOK_SOAK=600 runs ten minutes at 1,000/s)");
     }
+    Ok(())
+}
+
+/// `STANZAHOOK_BENCH_PROFILE=SECONDS`: only the 2,000/s load, for that long, with stanzahook's
+/// pid printed first so that a profiler can attach (`perf record -g -p PID`);
+/// `STANZAHOOK_BENCH_RATE` sets another rate.
+async fn profile_run(webhook: &str, base: &str, seconds: u64) -> anyhow::Result<()> {
+    let host = start_host(webhook, base).await?;
+    let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
+    let rate = std::env::var("STANZAHOOK_BENCH_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(MODERATE_RATE);
+    eprintln!("stanzahook pid {}: {seconds} s at {rate}/s", host.process.pid());
+    let stanzas = (seconds as f64 * rate) as usize;
+    let (run, _host) = pump(host, stanzas, 1000, Pace::Rate(rate), "echo").await?;
+    row(&format!("stanzahook at {rate}/s"), &run);
+    println!("CPU per stanza: {:.1} µs", cpu_per_stanza(&run));
     Ok(())
 }
 
