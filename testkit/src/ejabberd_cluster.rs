@@ -1,6 +1,6 @@
 //! An ejabberd cluster on loopback: several nodes in one Mnesia cluster, each with its own
 //! config, spool, client port and component port, for the tests of one stanzahook per node
-//! (SPEC §15.1).
+//! (README: "Running more than one").
 //!
 //! Distributed Erlang needs node names, a shared cookie and an `epmd` to find each other by. The
 //! machine's `epmd` (port 4369) is shared by every Erlang node on it, keyed by name alone, and
