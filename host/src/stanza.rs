@@ -159,13 +159,17 @@ pub fn bare(addr: &str) -> &str {
     addr.split_once('/').map_or(addr, |(bare, _)| bare)
 }
 
-/// True when the XMPP address `addr` (bare or full) is at exactly `domain`, ignoring ASCII case
-/// as domain names do. A localpart cannot hold `@` or `/`, so the domain is what lies between
-/// the first `@` and the first `/` after it.
-pub fn is_at_domain(addr: &str, domain: &str) -> bool {
+/// The domain part of an XMPP address, as written. A localpart cannot hold `@` or `/`, so the
+/// domain is what lies between the first `@` and the first `/` after it.
+pub fn domain_part(addr: &str) -> &str {
     let bare = bare(addr);
-    let host = bare.split_once('@').map_or(bare, |(_, host)| host);
-    host.trim_end_matches('.').eq_ignore_ascii_case(domain.trim_end_matches('.'))
+    bare.split_once('@').map_or(bare, |(_, host)| host)
+}
+
+/// True when the XMPP address `addr` (bare or full) is at exactly `domain`, ignoring ASCII case
+/// as domain names do.
+pub fn is_at_domain(addr: &str, domain: &str) -> bool {
+    domain_part(addr).trim_end_matches('.').eq_ignore_ascii_case(domain.trim_end_matches('.'))
 }
 
 /// The error reply to `original`: addresses swapped, same id, `type="error"` (RFC 6120 §8.3.1).
