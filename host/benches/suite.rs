@@ -13,7 +13,12 @@
 //! - the delivery log's cost: no filter, 1,000 senders, with the log off, on (the default, bodies
 //!   off) and keeping bodies, alternated over three rounds;
 //! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time, with a
-//!   delivery log bounded by its bytes (4 MiB, bodies kept) and what the log holds.
+//!   delivery log bounded by its bytes (4 MiB, bodies kept) and what the log holds
+//!   (`STANZAHOOK_BENCH_ONLY=soak` runs the soak alone).
+//!
+//! Narrower runs: `STANZAHOOK_BENCH_PROFILE=SECONDS` (only a fixed rate, 2,000/s or
+//! `STANZAHOOK_BENCH_RATE`, printing stanzahook's pid for a profiler) and
+//! `STANZAHOOK_BENCH_DELIVERY_LOG=ROUNDS` (only the delivery log's cost, that many rounds).
 //!
 //! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
 //! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead;
@@ -516,6 +521,15 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     if let Some(seconds) = std::env::var("STANZAHOOK_BENCH_PROFILE").ok().and_then(|s| s.parse::<u64>().ok()) {
         return profile_run(&webhook, &base, seconds).await;
     }
+    let soak_seconds = std::env::var("STANZAHOOK_SOAK").ok().and_then(|s| s.parse::<u64>().ok());
+    if let (Some(seconds), Ok("soak")) = (soak_seconds, std::env::var("STANZAHOOK_BENCH_ONLY").as_deref()) {
+        return soak(&webhook, &base, Duration::from_secs(seconds)).await;
+    }
+    if let Some(rounds) = std::env::var("STANZAHOOK_BENCH_DELIVERY_LOG").ok().and_then(|s| s.parse::<usize>().ok()) {
+        let log = delivery_log_cost(&webhook, &base, rounds).await?;
+        print_delivery_log_cost(&log);
+        return Ok(());
+    }
     println!("machine: {} cores; {STANZAS} stanzas per run, window {WINDOW} unless said", cores());
     println!("binary: {}", host_bin().display());
     println!();
@@ -558,7 +572,7 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         }
     }
 
-    let log = delivery_log_cost(&webhook, &base).await?;
+    let log = delivery_log_cost(&webhook, &base, 3).await?;
 
     // 10,000 stanzas held in flight by a webhook that answers after 2 s.
     let host = start_host(&webhook, &base).await?;
@@ -607,13 +621,7 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
             plain.cpu.unwrap_or_default().as_secs_f64() * 1e6 / plain.replies as f64,
         );
     }
-    println!(
-        "  delivery log on (bodies off) vs off: {:.1}% of the throughput, CPU per stanza {:.1} µs vs {:.1} µs (target at least 95%); keeping bodies: {:.1}%",
-        100.0 * log.on.0 / log.off.0,
-        log.on.1,
-        log.off.1,
-        100.0 * log.bodies.0 / log.off.0,
-    );
+    print_delivery_log_cost(&log);
     println!("  idle RSS (connected, before traffic): {} MiB (target at most 30 MiB)", mib(idle_rss));
     println!("  10,000 in flight: peak RSS {} MiB (target at most 200 MiB)", held.peak_rss.map_or("–".into(), mib));
     println!("  start to ready, no filter: {} ms (target at most 200 ms)", ms(ready));
@@ -621,7 +629,7 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         println!("  start to ready, 3 cached filters: {} ms, median of 5 (target at most 300 ms)", ms(*median));
     }
 
-    if let Some(seconds) = std::env::var("STANZAHOOK_SOAK").ok().and_then(|s| s.parse::<u64>().ok()) {
+    if let Some(seconds) = soak_seconds {
         soak(&webhook, &base, Duration::from_secs(seconds)).await?;
     } else {
         println!("  soak: not run (STANZAHOOK_SOAK=600 runs ten minutes at 1,000/s)");
@@ -651,16 +659,30 @@ struct LogCost {
     bodies: (f64, f64),
 }
 
-/// The delivery log off, on (bodies off, the default) and keeping bodies, alternated three
-/// times so that the machine's drift falls on all three alike.
-async fn delivery_log_cost(webhook: &str, base: &str) -> anyhow::Result<LogCost> {
+fn print_delivery_log_cost(log: &LogCost) {
+    println!(
+        "  delivery log on (bodies off) vs off: {:.1}% of the throughput, CPU per stanza {:.1} µs vs {:.1} µs \
+         (+{:.1}%; target at least 95% of the throughput); keeping bodies: {:.1}%, {:.1} µs",
+        100.0 * log.on.0 / log.off.0,
+        log.on.1,
+        log.off.1,
+        100.0 * (log.on.1 / log.off.1 - 1.0),
+        100.0 * log.bodies.0 / log.off.0,
+        log.bodies.1,
+    );
+}
+
+/// The delivery log off, on (bodies off, the default) and keeping bodies, alternated `rounds`
+/// times so that the machine's drift falls on all three alike (`STANZAHOOK_BENCH_DELIVERY_LOG=7`
+/// runs only this, seven rounds).
+async fn delivery_log_cost(webhook: &str, base: &str, rounds: usize) -> anyhow::Result<LogCost> {
     let settings = [
         ("off", "[deliveries]\nlog = 0\nkeep_failed_for = \"off\"\n"),
         ("on, bodies off", ""),
         ("on, bodies kept", "[deliveries]\nkeep_bodies = true\n"),
     ];
     let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new(); settings.len()];
-    for round in 0..3 {
+    for round in 0..rounds {
         for (i, (name, toml)) in settings.iter().enumerate() {
             let host = start_host(webhook, &format!("{base}{toml}")).await?;
             let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
@@ -671,9 +693,13 @@ async fn delivery_log_cost(webhook: &str, base: &str) -> anyhow::Result<LogCost>
             drop(host);
         }
     }
-    let median = |mut v: Vec<(f64, f64)>| {
-        v.sort_by(|a, b| a.0.total_cmp(&b.0));
-        v[v.len() / 2]
+    // Each figure's own median: a run slowed by the machine is slow in throughput and CPU alike.
+    let median = |v: Vec<(f64, f64)>| {
+        let middle = |mut x: Vec<f64>| {
+            x.sort_by(f64::total_cmp);
+            x.get(x.len() / 2).copied().unwrap_or_default()
+        };
+        (middle(v.iter().map(|r| r.0).collect()), middle(v.iter().map(|r| r.1).collect()))
     };
     let mut runs = runs.into_iter().map(median);
     let (off, on, bodies) =
