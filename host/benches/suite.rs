@@ -14,7 +14,7 @@
 //!   off) and keeping bodies, alternated over three rounds;
 //! - with `STANZAHOOK_SOAK=SECONDS`, a soak at 1,000 stanzas/s that prints RSS over time, with a
 //!   delivery log bounded by its bytes (4 MiB, bodies kept) and what the log holds
-//!   (`STANZAHOOK_BENCH_ONLY=soak` runs the soak alone).
+//!   (`STANZAHOOK_BENCH_ONLY=soak` runs the soak alone; `=prosody`, the Prosody baseline alone).
 //!
 //! Narrower runs: `STANZAHOOK_BENCH_PROFILE=SECONDS` (only a fixed rate, 2,000/s or
 //! `STANZAHOOK_BENCH_RATE`, printing stanzahook's pid for a profiler) and
@@ -525,6 +525,14 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     if let (Some(seconds), Ok("soak")) = (soak_seconds, std::env::var("STANZAHOOK_BENCH_ONLY").as_deref()) {
         return soak(&webhook, &base, Duration::from_secs(seconds)).await;
     }
+    if std::env::var("STANZAHOOK_BENCH_ONLY").as_deref() == Ok("prosody") {
+        let pairs = prosody_baseline(&webhook, &base).await?;
+        prosody_summary(&pairs);
+        if let Some(one) = pairs.iter().find(|p| p.shape == ONE_CLIENT) {
+            println!("CPU per stanza, one client through Prosody: {:.1} µs", cpu_per_stanza(&one.with_host));
+        }
+        return Ok(());
+    }
     if let Some(rounds) = std::env::var("STANZAHOOK_BENCH_DELIVERY_LOG").ok().and_then(|s| s.parse::<usize>().ok()) {
         let log = delivery_log_cost(&webhook, &base, rounds).await?;
         print_delivery_log_cost(&log);
@@ -662,7 +670,7 @@ struct LogCost {
 fn print_delivery_log_cost(log: &LogCost) {
     println!(
         "  delivery log on (bodies off) vs off: {:.1}% of the throughput, CPU per stanza {:.1} µs vs {:.1} µs \
-         (+{:.1}%; target at least 95% of the throughput); keeping bodies: {:.1}%, {:.1} µs",
+         ({:+.1}%; target at least 95% of the throughput); keeping bodies: {:.1}%, {:.1} µs",
         100.0 * log.on.0 / log.off.0,
         log.on.1,
         log.off.1,
