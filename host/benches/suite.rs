@@ -19,6 +19,7 @@
 //! Narrower runs: `STANZAHOOK_BENCH_PROFILE=SECONDS` (only a fixed rate, 2,000/s or
 //! `STANZAHOOK_BENCH_RATE`, printing stanzahook's pid for a profiler) and
 //! `STANZAHOOK_BENCH_DELIVERY_LOG=ROUNDS` (only the delivery log's cost, that many rounds).
+//! `STANZAHOOK_BENCH_PIN=1` pins stanzahook to one core and the load to the other.
 //!
 //! Run with `cargo bench -p stanzahook --bench suite`; BENCHMARKS.md explains the figures.
 //! `STANZAHOOK_BENCH_BIN=/path/to/stanzahook` runs another build of the binary instead;
@@ -168,10 +169,41 @@ fn config_file(toml: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     Ok((dir, config))
 }
 
-/// The release binary serving `DOMAIN` through the XMPP server at `server`, with `RUST_LOG=log`.
+/// The release binary serving `DOMAIN` through the XMPP server at `server`, with `RUST_LOG=log`;
+/// with `STANZAHOOK_BENCH_PIN`, on the last core (see `pin_load`).
 fn launch(server: &str, webhook: &str, config: &Path, log: &str) -> anyhow::Result<HostProcess> {
     let args = testkit::host::run_args(DOMAIN, server, SECRET, webhook, Some(config));
-    HostProcess::start_logging(&host_bin(), &args, log)
+    match pinned_cores() {
+        Some((_, host_core)) => {
+            let mut pinned = vec!["-c".to_owned(), host_core.to_string(), host_bin().display().to_string()];
+            pinned.extend(args);
+            // taskset execs the binary: the pid, and so the CPU and RSS read from /proc, are its.
+            HostProcess::start_logging(Path::new("taskset"), &pinned, log)
+        }
+        None => HostProcess::start_logging(&host_bin(), &args, log),
+    }
+}
+
+/// `STANZAHOOK_BENCH_PIN=1`: the load generator (this process: fake server, webhook, clients) on
+/// the first core, stanzahook on the last, so that the two do not trade places on the cores
+/// from run to run: on this shared 2-core VM that halves the spread of CPU per stanza between
+/// alternated runs. Prosody, where it runs, is not pinned. `None` without it or with one core.
+fn pinned_cores() -> Option<(usize, usize)> {
+    std::env::var_os("STANZAHOOK_BENCH_PIN")?;
+    let cores = cores();
+    (cores >= 2).then(|| (0, cores - 1))
+}
+
+/// Pins this process to the load generator's core, with `STANZAHOOK_BENCH_PIN`.
+fn pin_load() -> anyhow::Result<()> {
+    let Some((load_core, _)) = pinned_cores() else { return Ok(()) };
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-cp", &load_core.to_string(), &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux) for STANZAHOOK_BENCH_PIN")?;
+    anyhow::ensure!(status.success(), "taskset could not pin the benchmark: {status}");
+    Ok(())
 }
 
 /// stanzahook's log filter: `STANZAHOOK_BENCH_LOG`, or warnings only, so logging costs nothing.
@@ -505,6 +537,8 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // After the runtime's threads exist: `taskset -a` pins every thread of the process.
+    pin_load()?;
     runtime.block_on(suite(tag.as_deref()))
 }
 
