@@ -96,7 +96,11 @@ pub async fn serve(
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());
     let joins = rooms::spawn(rooms.clone(), live.clone(), shutdown.clone());
-    pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries).run(incoming, redeliveries, shutdown).await;
+    pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries.clone())
+        .run(incoming, redeliveries, shutdown)
+        .await;
+    // What failed (among it the calls the shutdown cut short) reaches the disk before exiting.
+    deliveries.kept().await;
     reloads.abort();
     // The rooms are left (their presences queued) before the connection may close.
     let _ = joins.await;
