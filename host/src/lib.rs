@@ -79,7 +79,7 @@ pub async fn serve(
     let store = std::sync::Arc::new(store::Store::new(config.state_dir.clone()));
     let (deliveries, redeliveries) = deliveries::Deliveries::new(config.deliveries.clone(), store.clone());
     deliveries.spawn_pruning(shutdown.clone());
-    let rooms = rooms::Rooms::new(outbox.clone(), store);
+    let rooms = rooms::Rooms::new(outbox.clone(), store.clone());
     let restoring = rooms.clone();
     tokio::task::spawn_blocking(move || restoring.restore()).await?;
     if let Some(listener) = api {
@@ -96,11 +96,7 @@ pub async fn serve(
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());
     let joins = rooms::spawn(rooms.clone(), live.clone(), shutdown.clone());
-    pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries.clone())
-        .run(incoming, redeliveries, shutdown)
-        .await;
-    // What failed (among it the calls the shutdown cut short) reaches the disk before exiting.
-    deliveries.kept().await;
+    pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries).run(incoming, redeliveries, shutdown).await;
     reloads.abort();
     // The rooms are left (their presences queued) before the connection may close.
     let _ = joins.await;
@@ -112,5 +108,8 @@ pub async fn serve(
         tracing::error!("could not deliver the remaining replies: the server is unreachable");
         connection.abort();
     }
+    // What must survive the restart (the failed deliveries, among them the calls the shutdown
+    // cut short; the rooms joined or left) reaches the disk before the process exits.
+    store.flush().await;
     Ok(())
 }

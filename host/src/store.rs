@@ -4,7 +4,9 @@
 //! README's "Deliveries"), so that a restart loses none of them. The file is made the first time
 //! something is kept; a stanzahook that never keeps anything writes nothing.
 //!
-//! Calls block on disk: the async thread makes them through `tokio::task::spawn_blocking`.
+//! Calls block on disk: the async thread makes them through `tokio::task::spawn_blocking`, and
+//! writes nobody waits for through `write_later`, which `serve` lets finish before the process
+//! exits (tokio drops a blocking task still queued when its runtime shuts down).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -46,12 +48,26 @@ pub struct DeliveryQuery {
 pub struct Store {
     dir: Option<PathBuf>,
     conn: Mutex<Option<Connection>>,
+    /// Writes under way that nobody waits for (`write_later`).
+    pending: tokio_util::task::TaskTracker,
 }
 
 impl Store {
     /// A store in `dir`; `None` keeps nothing (`state_dir = "off"`, or no directory known).
     pub fn new(dir: Option<PathBuf>) -> Store {
-        Store { dir, conn: Mutex::new(None) }
+        Store { dir, conn: Mutex::new(None), pending: tokio_util::task::TaskTracker::new() }
+    }
+
+    /// Runs `write` on a blocking thread without waiting for it; `flush` waits for all of them.
+    pub fn write_later(self: &std::sync::Arc<Self>, write: impl FnOnce(&Store) + Send + 'static) {
+        let store = self.clone();
+        self.pending.spawn_blocking(move || write(&store));
+    }
+
+    /// Waits until every `write_later` so far is done: the last step before the process exits.
+    pub async fn flush(&self) {
+        self.pending.close();
+        self.pending.wait().await;
     }
 
     pub fn dir(&self) -> Option<&Path> {

@@ -61,9 +61,6 @@ pub struct Deliveries {
     last_id: AtomicU64,
     live: broadcast::Sender<Arc<Delivery>>,
     redeliveries: mpsc::Sender<Redelivery>,
-    /// Failed deliveries being written to the store: waited for before the process exits
-    /// (`kept`), since a blocking task still queued when the runtime shuts down is dropped.
-    writes: tokio_util::task::TaskTracker,
 }
 
 #[derive(Debug, Default)]
@@ -85,7 +82,6 @@ impl Deliveries {
             last_id: AtomicU64::new(0),
             live: broadcast::channel(LIVE_BUFFER).0,
             redeliveries,
-            writes: tokio_util::task::TaskTracker::new(),
         };
         (Arc::new(deliveries), pending)
     }
@@ -147,7 +143,6 @@ impl Deliveries {
         if delivery.status == Status::Failed
             && let Some(store) = &self.store
         {
-            let store = store.clone();
             let kept = delivery.clone();
             // Debug: the failure itself was logged as a warning already, one line per stanza.
             tracing::debug!(
@@ -155,7 +150,9 @@ impl Deliveries {
                 "kept as a failed delivery (redeliver: POST /deliveries/{}/redeliver)",
                 kept.id
             );
-            self.writes.spawn_blocking(move || {
+            // Written before the process exits (`Store::flush`), even when it is the call the
+            // shutdown cut short.
+            store.write_later(move |store| {
                 if let Err(e) = store.keep_delivery(kept.id, unix_ms(kept.at), &kept.sender, &kept.to_row()) {
                     tracing::error!(delivery = kept.id, "cannot keep the failed delivery: {e:#}");
                 }
@@ -174,13 +171,6 @@ impl Deliveries {
         }
         // No subscriber is not an error: nobody is watching.
         let _ = self.live.send(delivery);
-    }
-
-    /// Waits until every failed delivery recorded so far is on disk: the last step before the
-    /// process exits, after the pipeline (whose calls abandoned at shutdown are failed ones).
-    pub async fn kept(&self) {
-        self.writes.close();
-        self.writes.wait().await;
     }
 
     /// Deliveries and changes to them as they happen, for `GET /deliveries/live`.

@@ -275,8 +275,7 @@ impl Rooms {
         }
         let kept = settings.to_kept();
         inner.runtime.insert(k, settings);
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        self.store.write_later(move |store| {
             if let Err(e) = store.keep_room(&kept) {
                 tracing::error!(room = kept.jid, "cannot keep the room for the next start: {e:#}");
             }
@@ -293,8 +292,8 @@ impl Rooms {
         }
         match inner.runtime.remove(&k) {
             Some(settings) => {
-                let (store, jid) = (self.store.clone(), settings.jid.to_string());
-                tokio::task::spawn_blocking(move || {
+                let jid = settings.jid.to_string();
+                self.store.write_later(move |store| {
                     if let Err(e) = store.forget_room(&jid) {
                         tracing::error!(room = jid, "cannot forget the room: {e:#}; the next start joins it again");
                     }
