@@ -659,8 +659,8 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
         println!(
             "  two filters ({instances}) vs no filter: {:.0}% (target at least {target}%); CPU per stanza {:.0} µs vs {:.0} µs",
             100.0 * run.throughput() / plain.throughput(),
-            run.cpu.unwrap_or_default().as_secs_f64() * 1e6 / run.replies as f64,
-            plain.cpu.unwrap_or_default().as_secs_f64() * 1e6 / plain.replies as f64,
+            cpu_per_stanza(run),
+            cpu_per_stanza(&plain),
         );
     }
     print_delivery_log_cost(&log);
@@ -730,8 +730,7 @@ async fn delivery_log_cost(webhook: &str, base: &str, rounds: usize) -> anyhow::
             let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
             let (run, host) = pump(host, STANZAS, 1000, Pace::Window(WINDOW), "echo").await?;
             row(&format!("delivery log {name}, round {}", round + 1), &run);
-            let cpu = run.cpu.unwrap_or_default().as_secs_f64() * 1e6 / run.replies as f64;
-            runs[i].push((run.throughput(), cpu));
+            runs[i].push((run.throughput(), cpu_per_stanza(&run)));
             drop(host);
         }
     }
