@@ -277,7 +277,8 @@ modules:
   mod_roster: {{}}
   mod_disco: {{}}
   mod_ping: {{}}
-{muc_module}"#,
+{offline}{muc_module}"#,
+        offline = if setup.offline { "  mod_offline: {}\n" } else { "" },
         auth = auth.display().to_string(),
     )
 }

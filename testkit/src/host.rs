@@ -45,14 +45,20 @@ impl HostProcess {
 
     /// Starts `bin` with `args` and `RUST_LOG=log_filter`.
     pub fn start_logging(bin: &Path, args: &[String], log_filter: &str) -> anyhow::Result<HostProcess> {
-        HostProcess::spawn(bin, args, log_filter, Stdio::null())
+        HostProcess::spawn(bin, args, log_filter, Stdio::null(), &[])
+    }
+
+    /// Starts `bin` with `args` and these environment variables besides the usual ones.
+    pub fn start_with_env(bin: &Path, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<HostProcess> {
+        let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
+        HostProcess::spawn(bin, args, &log_filter, Stdio::null(), env)
     }
 
     /// Starts `bin` with `args` and standard input open for `type_line` (`stanzahook dev`'s
     /// prompt).
     pub fn start_at_a_prompt(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
         let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
-        HostProcess::spawn(bin, args, &log_filter, Stdio::piped())
+        HostProcess::spawn(bin, args, &log_filter, Stdio::piped(), &[])
     }
 
     /// Types `line` and Enter at its standard input.
@@ -64,7 +70,13 @@ impl HostProcess {
         Ok(())
     }
 
-    fn spawn(bin: &Path, args: &[String], log_filter: &str, stdin: Stdio) -> anyhow::Result<HostProcess> {
+    fn spawn(
+        bin: &Path,
+        args: &[String],
+        log_filter: &str,
+        stdin: Stdio,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<HostProcess> {
         let dir = tempfile::Builder::new().prefix("stanzahook-host-").tempdir()?;
         let log_path = dir.path().join("stanzahook.log");
         let log = std::fs::File::create(&log_path)?;
@@ -84,6 +96,7 @@ impl HostProcess {
             .env("XDG_STATE_HOME", dir.path().join("state"))
             .env_remove("STATE_DIRECTORY")
             .env_remove("STANZAHOOK_SECRET")
+            .envs(env.iter().copied())
             .stdin(stdin)
             .stdout(log.try_clone()?)
             .stderr(log)

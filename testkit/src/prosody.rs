@@ -102,8 +102,8 @@ pidfile = {pid}
 data_path = {data}
 certificates = {certs}
 log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = {log} }} }}
-modules_enabled = {{ "roster", "saslauth", "disco", "ping", "presence", "message", "iq", "posix" }}
-modules_disabled = {{ "s2s", "tls", "offline" }}
+modules_enabled = {{ "roster", "saslauth", "disco", "ping", "presence", "message", "iq", "posix"{offline_on} }}
+modules_disabled = {{ "s2s", "tls"{offline_off} }}
 authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false
@@ -124,6 +124,8 @@ VirtualHost "{CLIENT_DOMAIN}"
         data = path("data"),
         certs = path("certs"),
         log = path("prosody.log"),
+        offline_on = if setup.offline { r#", "offline""# } else { "" },
+        offline_off = if setup.offline { "" } else { r#", "offline""# },
     );
     for (domain, secret) in &setup.components {
         let _ = write!(cfg, "\nComponent {}\n    component_secret = {}\n", lua_string(domain), lua_string(secret));

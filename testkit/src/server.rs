@@ -26,6 +26,9 @@ pub struct ServerSetup {
     /// Its component and rooms are the example's (`EXAMPLE_DOMAIN`, `EXAMPLE_SECRET`,
     /// `EXAMPLE_MUC`); `components` and `muc` are not used.
     pub from_example: bool,
+    /// Keep messages for users who are offline and deliver them when they are back (Prosody's
+    /// `offline`, ejabberd's `mod_offline`); off, such a message is bounced with an error.
+    pub offline: bool,
 }
 
 /// The component domain the example server configs hand to stanzahook.
@@ -50,6 +53,12 @@ impl ServerSetup {
     /// its defaults, ejabberd's `mod_muc`. Prosody locks a room a join created (others get
     /// `item-not-found`) until its owner configures it or accepts the defaults (XEP-0045
     /// §10.1.2, `muc::instant_room`); ejabberd 23.01 lets others in at once.
+    /// Messages to an offline user are kept for them (see `offline`).
+    pub fn offline_messages(mut self) -> Self {
+        self.offline = true;
+        self
+    }
+
     pub fn muc(mut self, domain: &str) -> Self {
         self.muc = Some(domain.into());
         self

@@ -95,6 +95,8 @@ pub struct Options<'a> {
     pub api: bool,
     /// Serve group chat on `MUC`.
     pub muc: bool,
+    /// The server keeps messages for offline users (see `ServerSetup::offline`).
+    pub offline: bool,
     /// stanzahook's log filter (`RUST_LOG`), where a test reads debug lines.
     pub log: Option<&'a str>,
     /// Run with `--dev`.
@@ -111,6 +113,9 @@ impl Bridge {
         let mut setup = ServerSetup::default().component(DOMAIN, SECRET).user("alice", "alicepw").user("bob", "bobpw");
         if options.muc {
             setup = setup.muc(MUC);
+        }
+        if options.offline {
+            setup = setup.offline_messages();
         }
         let server = options.server.start(&setup)?;
         let webhook = TestWebhook::start().await.expect("webhook starts");
@@ -215,15 +220,27 @@ pub struct FakeBridge {
 impl FakeBridge {
     /// Starts stanzahook with extra TOML config; the test then accepts its connection.
     pub async fn start(toml: &str) -> FakeBridge {
-        let server = testkit::FakeComponentServer::bind().await.expect("bind");
         let webhook = testkit::TestWebhook::start().await.expect("webhook");
+        FakeBridge::start_with(toml, webhook, None, &[]).await
+    }
+
+    /// Starts stanzahook calling `webhook`, at `post_url` when given (the webhook's own URL with
+    /// credentials, say), with extra environment variables.
+    pub async fn start_with(
+        toml: &str,
+        webhook: testkit::TestWebhook,
+        post_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> FakeBridge {
+        let server = testkit::FakeComponentServer::bind().await.expect("bind");
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("stanzahook.toml");
         // These tests read the raw stream and count its replies: the `composing` a slow webhook
         // call shows (tested in `vocabulary.rs`) would be one more message on it.
         std::fs::write(&config, format!("{toml}\n[courtesy]\ntyping = false\n")).expect("write config");
-        let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, &webhook.url, Some(&config));
-        let host = HostProcess::start(stanzahook_bin(), &args).expect("start");
+        let post_url = post_url.unwrap_or(&webhook.url);
+        let args = testkit::host::run_args(DOMAIN, &server.addr, SECRET, post_url, Some(&config));
+        let host = HostProcess::start_with_env(stanzahook_bin(), &args, env).expect("start");
         FakeBridge { server, webhook, host, _config_dir: dir }
     }
 
