@@ -15,6 +15,15 @@ use crate::rooms::{Forward, RoomSettings};
 use crate::stanza::Kind;
 
 /// The validated configuration.
+/// A URL as logs show it: a password replaced by `…`.
+pub fn without_password(url: &url::Url) -> url::Url {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("…"));
+    }
+    url
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The component's domain, e.g. `bot.example.org`.
@@ -22,7 +31,7 @@ pub struct Config {
     /// `host:port` of the server's component listener.
     pub server: String,
     pub secret: Secret,
-    pub post_url: reqwest::Url,
+    pub post_url: url::Url,
     /// Stanza kinds forwarded to the webhook.
     pub stanzas: BTreeSet<KindName>,
     pub webhook: WebhookSettings,
@@ -157,10 +166,7 @@ impl Config {
 
     /// One line for logs and `check`: what is served, and where it goes (no credentials).
     pub fn summary(&self) -> String {
-        let mut url = self.post_url.clone();
-        if url.password().is_some() {
-            let _ = url.set_password(Some("…"));
-        }
+        let url = without_password(&self.post_url);
         let kinds = self.stanzas.iter().copied().collect::<Vec<_>>().join(", ");
         format!(
             "serving {} via {}, forwarding {} to {}",
@@ -522,7 +528,7 @@ fn validate(raw: RawConfig, ov: &Overrides, base: &Path) -> Result<Config, Confi
 
     let post_url = required(ov.post_url.clone().or(raw.post_url), "post_url", "--post-url")?;
     let post_url =
-        reqwest::Url::parse(&post_url).map_err(|e| err("post_url", format!("{post_url:?} is not a URL: {e}")))?;
+        url::Url::parse(&post_url).map_err(|e| err("post_url", format!("{post_url:?} is not a URL: {e}")))?;
     if !matches!(post_url.scheme(), "http" | "https") {
         return Err(err("post_url", format!("{post_url} must be an http:// or https:// URL")));
     }

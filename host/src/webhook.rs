@@ -1,17 +1,21 @@
 //! The webhook: the one shared HTTP client, its limits, and the mapping of every HTTP outcome to
 //! what the sender gets (README: "The request", "When something goes wrong").
 
+mod transport;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http_body_util::BodyExt as _;
+use hyper::body::Body as _;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::config::WebhookSettings;
 use crate::stanza::{ErrorType, StanzaError};
-
-const USER_AGENT: &str = concat!("stanzahook/", env!("CARGO_PKG_VERSION"));
+use transport::Transport;
+pub use transport::TransportError;
 
 /// What a webhook call came to.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,8 +54,11 @@ pub struct Posted {
 /// The webhook client. Clone is cheap: the connection pool is shared.
 #[derive(Clone, Debug)]
 pub struct Webhook {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    transport: Transport,
+    /// For log lines, without its password.
+    url: String,
+    /// The whole call, from connecting to the answer's last byte (`webhook.timeout`).
+    timeout: Duration,
     max_response_bytes: usize,
     signer: crate::signing::Signer,
     retries: crate::retries::RetryPolicy,
@@ -67,19 +74,14 @@ pub struct Webhook {
 const MAX_WARNED_CONTENT_TYPES: usize = 16;
 
 impl Webhook {
-    pub fn new(url: reqwest::Url, settings: &WebhookSettings) -> anyhow::Result<Webhook> {
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            // The reference does not follow redirects either; a 3xx maps to service-unavailable.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(settings.max_connections)
-            .build()?;
+    /// Redirects are not followed (the reference does not either; a 3xx maps to
+    /// service-unavailable), and no proxy is used (README: "The request").
+    pub fn new(url: url::Url, settings: &WebhookSettings) -> Result<Webhook, TransportError> {
+        let transport = Transport::new(&url, settings.timeout, settings.max_connections)?;
         Ok(Webhook {
-            client,
-            url,
+            transport,
+            url: crate::config::without_password(&url).to_string(),
+            timeout: settings.timeout,
             max_response_bytes: settings.max_response_bytes,
             signer: settings.signer.clone(),
             retries: settings.retries.clone(),
@@ -133,72 +135,92 @@ impl Webhook {
         let Ok(_connection) = self.connections.acquire().await else {
             return failed(0, internal(), "the HTTP client is shut down".into());
         };
-        let mut request =
-            self.client.post(self.url.clone()).header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(id) = id {
-            request = request.header("webhook-id", id);
-        }
-        if let Some(attempt) = attempt {
-            request = request.header("webhook-attempt", attempt.to_string());
-        }
-        if let (Some(id), false) = (id, self.signer.is_empty()) {
-            // Signed anew for each attempt: the timestamp says when this one was sent.
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        // Signed anew for each attempt: the timestamp says when this one was sent.
+        let signed = id.filter(|_| !self.signer.is_empty()).map(|id| {
             let timestamp =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let signature = self.signer.signature(id, timestamp, &body);
-            request = request.header("webhook-timestamp", timestamp.to_string()).header("webhook-signature", signature);
-        }
-        let response = request.body(body).send().await;
-        let mut response = match response {
-            Ok(r) => r,
-            Err(e) => {
-                let why = if e.is_timeout() { "timed out" } else { "connection failed" };
+            (timestamp, self.signer.signature(id, timestamp, &body))
+        });
+        let request = self.transport.request(body, |headers| {
+            // The id is `msg_` and hex digits (`delivery_id`), always a valid header value.
+            if let Some(id) = id.and_then(|id| HeaderValue::from_str(id).ok()) {
+                headers.insert("webhook-id", id);
+            }
+            if let Some(attempt) = attempt {
+                headers.insert("webhook-attempt", HeaderValue::from(attempt));
+            }
+            if let Some((timestamp, signature)) = signed.and_then(|(t, s)| Some((t, HeaderValue::try_from(s).ok()?))) {
+                headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+                headers.insert("webhook-signature", signature);
+            }
+        });
+        let mut response = match tokio::time::timeout_at(deadline, self.transport.send(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                let what = if e.is_connect() {
+                    format!("connecting to {}", self.transport.authority())
+                } else {
+                    "sending the request".to_owned()
+                };
+                return failed(0, connection_failure(), format!("webhook connection failed: {what}: {}", causes(&e)));
+            }
+            Err(_) => {
                 return failed(
                     0,
-                    StanzaError::new(ErrorType::Cancel, "remote-server-timeout").with_text("Connection failure"),
-                    format!("webhook {why}: {}", error_chain(&e)),
+                    connection_failure(),
+                    format!("webhook timed out: no answer within {}", humantime::format_duration(self.timeout)),
                 );
             }
         };
         let status = response.status().as_u16();
-        answer.content_type = response.headers().get(CONTENT_TYPE).cloned();
-        answer.retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
+        let headers = response.headers();
+        answer.content_type = headers.get(CONTENT_TYPE).cloned();
+        answer.retry_after = headers
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| crate::retries::retry_after(v, std::time::SystemTime::now()));
         if !(200..300).contains(&status) {
             return failed(status, status_error(status), format!("webhook answered HTTP {status}"));
         }
-        let is_json =
-            response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type);
+        let is_json = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(is_json_media_type);
         if status == 200 && !is_json {
-            self.warn_not_json(response.headers().get(CONTENT_TYPE));
+            self.warn_not_json(headers.get(CONTENT_TYPE));
         }
         if status != 200 || !is_json {
             return Outcome::NoReply { status };
         }
-        if response.content_length().is_some_and(|n| n > self.max_response_bytes as u64) {
+        if response.body().size_hint().lower() > self.max_response_bytes as u64 {
             return too_large(self.max_response_bytes);
         }
         let mut body = Vec::new();
         loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.max_response_bytes {
-                        return too_large(self.max_response_bytes);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
+            let frame = match tokio::time::timeout_at(deadline, response.body_mut().frame()).await {
+                Ok(Some(Ok(frame))) => frame,
                 Ok(None) => break,
-                Err(e) => {
+                Ok(Some(Err(e))) => {
                     return failed(
                         status,
-                        StanzaError::new(ErrorType::Cancel, "remote-server-timeout").with_text("Connection failure"),
+                        connection_failure(),
                         format!("reading the webhook's answer failed: {}", error_chain(&e)),
                     );
                 }
+                Err(_) => {
+                    return failed(
+                        status,
+                        connection_failure(),
+                        format!(
+                            "webhook timed out: the answer did not end within {}",
+                            humantime::format_duration(self.timeout)
+                        ),
+                    );
+                }
+            };
+            let Ok(chunk) = frame.into_data() else { continue }; // trailers: nothing to read
+            if body.len() + chunk.len() > self.max_response_bytes {
+                return too_large(self.max_response_bytes);
             }
+            body.extend_from_slice(&chunk);
         }
         if body.iter().all(u8::is_ascii_whitespace) {
             return Outcome::NoReply { status };
@@ -235,6 +257,11 @@ fn delivery_id(event: &Value) -> String {
 
 fn failed(status: u16, error: StanzaError, detail: String) -> Outcome {
     Outcome::Failed { status, error, detail }
+}
+
+/// What the sender gets when no complete HTTP answer came (the reference's wording).
+fn connection_failure() -> StanzaError {
+    StanzaError::new(ErrorType::Cancel, "remote-server-timeout").with_text("Connection failure")
 }
 
 fn internal() -> StanzaError {
@@ -297,16 +324,31 @@ pub fn status_error(status: u16) -> StanzaError {
     }
 }
 
-/// reqwest's top-level error says little ("error sending request"); the cause says why.
+/// An error and its causes, `: `-separated, each said once (an `io::Error` wrapping an error
+/// displays the same text as its source).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
+    let mut last = out.clone();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if text != last {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
         source = s.source();
     }
     out
+}
+
+/// hyper-util's own text says only which step failed ("client error (Connect)"), which the
+/// caller words better: the causes say why.
+fn causes(e: &hyper_util::client::legacy::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(source) => error_chain(source),
+        None => e.to_string(),
+    }
 }
 
 #[cfg(test)]

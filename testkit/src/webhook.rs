@@ -61,6 +61,32 @@ impl TestWebhook {
     pub async fn start() -> anyhow::Result<TestWebhook> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
+        Ok(TestWebhook::serve(listener, format!("http://{addr}/")))
+    }
+
+    /// The same webhook over HTTPS, at `https://localhost:PORT/`, with a new self-signed
+    /// certificate for `localhost` and `127.0.0.1`; its PEM is returned, for a client to trust
+    /// (`SSL_CERT_FILE`) or not. A client that refuses the certificate just fails its handshake.
+    pub async fn start_tls() -> anyhow::Result<(TestWebhook, String)> {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let key = rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+            .map_err(|e| anyhow::anyhow!("the generated key: {e}"))?;
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_no_client_auth()
+                .with_single_cert(vec![certified.cert.der().clone()], key)?;
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = tcp.local_addr()?.port();
+        let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) };
+        Ok((TestWebhook::serve(listener, format!("https://localhost:{port}/")), certified.cert.pem()))
+    }
+
+    fn serve<L>(listener: L, url: String) -> TestWebhook
+    where
+        L: axum::serve::Listener,
+        L::Addr: std::fmt::Debug,
+    {
         let shared = Arc::new(Shared::default());
         let app = Router::new().fallback(hook).with_state(shared.clone());
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -68,7 +94,7 @@ impl TestWebhook {
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stopped.notified().await }).await;
         });
-        Ok(TestWebhook { url: format!("http://{addr}/"), shared, server, stop })
+        TestWebhook { url, shared, server, stop }
     }
 
     /// Goes down as a crashed bot would look: requests under way are answered, then every
@@ -101,6 +127,34 @@ impl TestWebhook {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// TLS over a loopback listener, the handshake done before axum sees the connection.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            // A failed handshake is a client that refused the certificate: wait for the next one.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
     }
 }
 

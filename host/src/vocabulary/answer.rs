@@ -82,7 +82,7 @@ fn oob_element(oob: &Value) -> Result<(Element, String), AnswerError> {
         }
         _ => return Err(bad("oob", "must be a URL or an object {url, desc}")),
     };
-    if reqwest::Url::parse(url).is_err() {
+    if url::Url::parse(url).is_err() {
         return Err(bad("oob", format!("{url:?} is not an absolute URL")));
     }
     xml_chars("oob", url)?;

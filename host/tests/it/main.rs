@@ -21,4 +21,5 @@ mod quickstart;
 mod reload;
 mod retries;
 mod rooms;
+mod transport;
 mod vocabulary;
