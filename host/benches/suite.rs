@@ -17,7 +17,7 @@
 //!   (`STANZAHOOK_BENCH_ONLY=soak` runs the soak alone; `=prosody`, the Prosody baseline alone).
 //!
 //! Narrower runs: `STANZAHOOK_BENCH_PROFILE=SECONDS` (only a fixed rate, 2,000/s or
-//! `STANZAHOOK_BENCH_RATE`, printing stanzahook's pid for a profiler) and
+//! `STANZAHOOK_BENCH_RATE`, `0` for as fast as it goes, printing stanzahook's pid for a profiler) and
 //! `STANZAHOOK_BENCH_DELIVERY_LOG=ROUNDS` (only the delivery log's cost, that many rounds).
 //! `STANZAHOOK_BENCH_PIN=1` pins stanzahook to one core and the load to the other.
 //!
@@ -687,9 +687,14 @@ async fn profile_run(webhook: &str, base: &str, seconds: u64) -> anyhow::Result<
     let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
     let rate = std::env::var("STANZAHOOK_BENCH_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(MODERATE_RATE);
     eprintln!("stanzahook pid {}: {seconds} s at {rate}/s", host.process.pid());
-    let stanzas = (seconds as f64 * rate) as usize;
-    let (run, _host) = pump(host, stanzas, 1000, Pace::Rate(rate), "echo").await?;
-    row(&format!("stanzahook at {rate}/s"), &run);
+    // Rate 0: as fast as it goes, window 64, for as many stanzas as 20,000/s would send.
+    let (pace, stanzas) = if rate > 0.0 {
+        (Pace::Rate(rate), (seconds as f64 * rate) as usize)
+    } else {
+        (Pace::Window(WINDOW), seconds as usize * 20_000)
+    };
+    let (run, _host) = pump(host, stanzas, 1000, pace, "echo").await?;
+    row(&format!("stanzahook at {}", if rate > 0.0 { format!("{rate}/s") } else { "saturation".into() }), &run);
     println!("CPU per stanza: {:.1} µs", cpu_per_stanza(&run));
     Ok(())
 }
