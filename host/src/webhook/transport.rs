@@ -3,7 +3,7 @@
 //! the URL, the fixed headers), so that a call only adds its body and its delivery headers.
 //!
 //! hyper-util's client directly, not reqwest over the same hyper: reqwest's layers (redirects,
-//! proxies, cookies, decompression, all off here) cost ~17 % of stanzahook's CPU per stanza at
+//! proxies, cookies, decompression, all off here) cost 15–17 % of stanzahook's CPU per stanza at
 //! 2,000 stanzas/s (BENCHMARKS.md, "Capacity"), most of it per request work for features the
 //! webhook call does not use.
 
