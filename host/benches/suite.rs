@@ -688,13 +688,13 @@ async fn profile_run(webhook: &str, base: &str, seconds: u64) -> anyhow::Result<
     let rate = std::env::var("STANZAHOOK_BENCH_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(MODERATE_RATE);
     eprintln!("stanzahook pid {}: {seconds} s at {rate}/s", host.process.pid());
     // Rate 0: as fast as it goes, window 64, for as many stanzas as 20,000/s would send.
-    let (pace, stanzas) = if rate > 0.0 {
-        (Pace::Rate(rate), (seconds as f64 * rate) as usize)
+    let (pace, stanzas, label) = if rate > 0.0 {
+        (Pace::Rate(rate), (seconds as f64 * rate) as usize, format!("{rate}/s"))
     } else {
-        (Pace::Window(WINDOW), seconds as usize * 20_000)
+        (Pace::Window(WINDOW), seconds as usize * 20_000, "saturation".to_owned())
     };
     let (run, _host) = pump(host, stanzas, 1000, pace, "echo").await?;
-    row(&format!("stanzahook at {}", if rate > 0.0 { format!("{rate}/s") } else { "saturation".into() }), &run);
+    row(&format!("stanzahook at {label}"), &run);
     println!("CPU per stanza: {:.1} µs", cpu_per_stanza(&run));
     Ok(())
 }

@@ -26,6 +26,11 @@ pub fn with_tools_on_path() -> String {
     format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default())
 }
 
+/// `info`, unless `STANZAHOOK_TEST_LOG` says otherwise.
+fn test_log_filter() -> String {
+    std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into())
+}
+
 #[derive(Debug)]
 pub struct HostProcess {
     child: Child,
@@ -39,8 +44,7 @@ impl HostProcess {
     /// Starts `bin` with `args` (e.g. `["run", "--domain", …]`), logging at `info` unless
     /// `STANZAHOOK_TEST_LOG` says otherwise.
     pub fn start(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
-        let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
-        HostProcess::start_logging(bin, args, &log_filter)
+        HostProcess::start_logging(bin, args, &test_log_filter())
     }
 
     /// Starts `bin` with `args` and `RUST_LOG=log_filter`.
@@ -50,15 +54,13 @@ impl HostProcess {
 
     /// Starts `bin` with `args` and these environment variables besides the usual ones.
     pub fn start_with_env(bin: &Path, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<HostProcess> {
-        let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
-        HostProcess::spawn(bin, args, &log_filter, Stdio::null(), env)
+        HostProcess::spawn(bin, args, &test_log_filter(), Stdio::null(), env)
     }
 
     /// Starts `bin` with `args` and standard input open for `type_line` (`stanzahook dev`'s
     /// prompt).
     pub fn start_at_a_prompt(bin: &Path, args: &[String]) -> anyhow::Result<HostProcess> {
-        let log_filter = std::env::var("STANZAHOOK_TEST_LOG").unwrap_or_else(|_| "info".into());
-        HostProcess::spawn(bin, args, &log_filter, Stdio::piped(), &[])
+        HostProcess::spawn(bin, args, &test_log_filter(), Stdio::piped(), &[])
     }
 
     /// Types `line` and Enter at its standard input.

@@ -38,16 +38,10 @@ async fn a_server_restart_mid_call_reconnects_fast_and_delivers_the_held_reply(s
     b.server.restart().expect("the server starts again");
     let back = Instant::now();
     if let Err(e) = b.host.wait_for_log_count("connected, serving", 2, WAIT).await {
-        panic!("stanzahook did not reconnect: {e}\n{} log:\n{}", b.server.name(), b.server.log());
+        panic!("stanzahook did not reconnect: {e}\n{}", logs(&b));
     }
     let reconnected = back.elapsed();
-    assert!(
-        reconnected <= RECONNECT_WITHIN,
-        "reconnected {reconnected:?} after the server was back:\n{}\n{} log:\n{}",
-        b.host.log(),
-        b.server.name(),
-        b.server.log()
-    );
+    assert!(reconnected <= RECONNECT_WITHIN, "reconnected {reconnected:?} after the server was back:\n{}", logs(&b));
     eprintln!("reconnected {} ms after the server was back", reconnected.as_millis());
 
     // alice's own connection died with the server: she logs in again, and the held reply (to
@@ -57,12 +51,7 @@ async fn a_server_restart_mid_call_reconnects_fast_and_delivers_the_held_reply(s
         Ok(got) => got,
         Err(e) => {
             let old = b.alice.drain(Duration::from_secs(1)).await;
-            panic!(
-                "{e}\nold client got {old:?}\nhost log:\n{}\n{} log:\n{}",
-                b.host.log(),
-                b.server.name(),
-                b.server.log()
-            )
+            panic!("{e}\nthe first client (which reconnects by itself) got {old:?}\n{}", logs(&b))
         }
     };
     assert_eq!(body(&reply).as_deref(), Some("across the restart"));
@@ -77,6 +66,11 @@ async fn a_server_restart_mid_call_reconnects_fast_and_delivers_the_held_reply(s
     }
     let stray = alice.drain(Duration::from_millis(300)).await.expect("client ok");
     assert!(stray.iter().all(|el| el.name() != "message"), "a reply came twice: {stray:?}");
+}
+
+/// stanzahook's and the server's logs, for a failure to explain itself.
+fn logs(b: &Bridge) -> String {
+    format!("host log:\n{}\n{} log:\n{}", b.host.log(), b.server.name(), b.server.log())
 }
 
 /// The stanza error condition of a reply, as the stream writes it.
