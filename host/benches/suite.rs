@@ -7,6 +7,9 @@
 //!   minimal webhook (axum, answers `{"body": ...}`);
 //! - scenarios: no filter and a two-filter chain with 1,000 senders, one sender (ordering on), a
 //!   fixed 1,000 stanzas/s for latency, 10,000 stanzas in flight for memory, idle memory, start;
+//! - at a fixed 2,000 stanzas/s, the relay floor beside stanzahook: a minimal relay process doing
+//!   the same I/O per stanza and nothing else (`suite/relay_floor.rs`), so that what the machine
+//!   charges for the round trip itself is measured apart from what stanzahook adds;
 //! - the end-to-end baseline: a real Prosody and real clients (tokio-xmpp), the clients' messages
 //!   routed back to themselves by Prosody alone, then to stanzahook's echo and back, so the server's
 //!   own cost and what stanzahook adds to it are side by side (skipped without `prosody`);
@@ -17,7 +20,8 @@
 //!   (`STANZAHOOK_BENCH_ONLY=soak` runs the soak alone; `=prosody`, the Prosody baseline alone).
 //!
 //! Narrower runs: `STANZAHOOK_BENCH_PROFILE=SECONDS` (only a fixed rate, 2,000/s or
-//! `STANZAHOOK_BENCH_RATE`, `0` for as fast as it goes, printing stanzahook's pid for a profiler) and
+//! `STANZAHOOK_BENCH_RATE`, `0` for as fast as it goes, printing stanzahook's pid for a profiler,
+//! then the relay floor at the same pace) and
 //! `STANZAHOOK_BENCH_DELIVERY_LOG=ROUNDS` (only the delivery log's cost, that many rounds).
 //! `STANZAHOOK_BENCH_PIN=1` pins stanzahook to one core and the load to the other.
 //!
@@ -38,6 +42,9 @@ use serde_json::{Value, json};
 use testkit::{HostProcess, Prosody, ServerSetup, TestServer, XmppClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
+
+#[path = "suite/relay_floor.rs"]
+mod relay_floor;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -172,15 +179,19 @@ fn config_file(toml: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
 /// The release binary serving `DOMAIN` through the XMPP server at `server`, with `RUST_LOG=log`;
 /// with `STANZAHOOK_BENCH_PIN`, on the last core (see `pin_load`).
 fn launch(server: &str, webhook: &str, config: &Path, log: &str) -> anyhow::Result<HostProcess> {
-    let args = testkit::host::run_args(DOMAIN, server, SECRET, webhook, Some(config));
+    launch_pinned(&host_bin(), testkit::host::run_args(DOMAIN, server, SECRET, webhook, Some(config)), log)
+}
+
+/// `bin args` on stanzahook's core with `STANZAHOOK_BENCH_PIN`, else where the kernel puts it.
+fn launch_pinned(bin: &Path, args: Vec<String>, log: &str) -> anyhow::Result<HostProcess> {
     match pinned_cores() {
         Some((_, host_core)) => {
-            let mut pinned = vec!["-c".to_owned(), host_core.to_string(), host_bin().display().to_string()];
+            let mut pinned = vec!["-c".to_owned(), host_core.to_string(), bin.display().to_string()];
             pinned.extend(args);
             // taskset execs the binary: the pid, and so the CPU and RSS read from /proc, are its.
             HostProcess::start_logging(Path::new("taskset"), &pinned, log)
         }
-        None => HostProcess::start_logging(&host_bin(), &args, log),
+        None => HostProcess::start_logging(bin, &args, log),
     }
 }
 
@@ -212,11 +223,27 @@ fn bench_log() -> String {
 }
 
 async fn start_host(webhook: &str, toml: &str) -> anyhow::Result<Host> {
-    let server = testkit::FakeComponentServer::bind().await?;
     let (dir, config) = config_file(toml)?;
+    start_on_fake_server(dir, |server| launch(server, webhook, &config, &bench_log())).await
+}
+
+/// The relay floor (this binary, run as `relay_floor`) in stanzahook's place, on its core.
+async fn start_relay_floor(webhook: &str) -> anyhow::Result<Host> {
+    let bin = std::env::current_exe().context("finding the benchmark's own binary for the relay floor")?;
+    let dir = tempfile::tempdir()?;
+    start_on_fake_server(dir, |server| launch_pinned(&bin, relay_floor::args(server, DOMAIN, webhook), "warn")).await
+}
+
+/// A fake server, and the process `start` launches connected to it.
+async fn start_on_fake_server(
+    dir: tempfile::TempDir,
+    start: impl FnOnce(&str) -> anyhow::Result<HostProcess>,
+) -> anyhow::Result<Host> {
+    let server = testkit::FakeComponentServer::bind().await?;
     let started = Instant::now();
-    let process = launch(&server.addr, webhook, &config, &bench_log())?;
-    let session = server.accept(Duration::from_secs(120)).await.context("stanzahook did not connect")?;
+    let process = start(&server.addr)?;
+    let session =
+        server.accept(Duration::from_secs(120)).await.context("stanzahook (or the relay floor) did not connect")?;
     let started_to_ready = started.elapsed();
     let (stream, _) = session.into_parts();
     let (reader, writer) = stream.into_split();
@@ -531,6 +558,9 @@ fn host_bin() -> std::path::PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    if let Some(relayed) = relay_floor::run_if_asked() {
+        return relayed;
+    }
     let tag = if testkit::guests::require_wasm_target() {
         Some(testkit::guests::wasm("host/tests/guests", "tag")?)
     } else {
@@ -601,6 +631,8 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     let (moderate, host) = pump(host, 20_000, 1000, Pace::Rate(MODERATE_RATE), "echo").await?;
     row("stanzahook at 2,000/s", &moderate);
     drop(host);
+    let moderate_floor = relay_floor_run(&webhook, 20_000, Pace::Rate(MODERATE_RATE)).await?;
+    row("relay floor at 2,000/s (a minimal relay process, same I/O)", &moderate_floor);
 
     let mut filtered = Vec::new();
     if let Some(tag) = tag {
@@ -649,6 +681,11 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
     );
     println!("  host-added p99 at 1,000/s: {} ms (target at most 1 ms)", ms(host_p99));
     println!("  CPU per stanza at 2,000/s: {:.1} µs (target at most 45 µs)", cpu_per_stanza(&moderate));
+    println!(
+        "  the relay floor's at 2,000/s: {:.1} µs; stanzahook {:.2}× it",
+        cpu_per_stanza(&moderate_floor),
+        cpu_per_stanza(&moderate) / cpu_per_stanza(&moderate_floor)
+    );
     if let Some(one) = through_prosody.iter().find(|p| p.shape == ONE_CLIENT) {
         println!(
             "  CPU per stanza, one client through Prosody: {:.1} µs (target at most 40 µs)",
@@ -680,8 +717,8 @@ async fn suite(tag: Option<&Path>) -> anyhow::Result<()> {
 }
 
 /// `STANZAHOOK_BENCH_PROFILE=SECONDS`: only the 2,000/s load, for that long, with stanzahook's
-/// pid printed first so that a profiler can attach (`perf record -g -p PID`);
-/// `STANZAHOOK_BENCH_RATE` sets another rate.
+/// pid printed first so that a profiler can attach (`perf record -g -p PID`), then the relay
+/// floor at the same pace; `STANZAHOOK_BENCH_RATE` sets another rate.
 async fn profile_run(webhook: &str, base: &str, seconds: u64) -> anyhow::Result<()> {
     let host = start_host(webhook, base).await?;
     let (_, host) = pump(host, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
@@ -693,10 +730,26 @@ async fn profile_run(webhook: &str, base: &str, seconds: u64) -> anyhow::Result<
     } else {
         (Pace::Window(WINDOW), seconds as usize * 20_000, "saturation".to_owned())
     };
-    let (run, _host) = pump(host, stanzas, 1000, pace, "echo").await?;
+    let (run, host) = pump(host, stanzas, 1000, pace, "echo").await?;
+    drop(host);
     row(&format!("stanzahook at {label}"), &run);
+    let floor = relay_floor_run(webhook, stanzas, pace).await?;
+    row(&format!("relay floor at {label}"), &floor);
     println!("CPU per stanza: {:.1} µs", cpu_per_stanza(&run));
+    println!(
+        "relay floor CPU per stanza: {:.1} µs (stanzahook {:.2}× it)",
+        cpu_per_stanza(&floor),
+        cpu_per_stanza(&run) / cpu_per_stanza(&floor)
+    );
     Ok(())
+}
+
+/// The relay floor under `pace` for `stanzas`, after the same warm-up as stanzahook's runs.
+async fn relay_floor_run(webhook: &str, stanzas: usize, pace: Pace) -> anyhow::Result<Run> {
+    let relay = start_relay_floor(webhook).await?;
+    let (_, relay) = pump(relay, 2000, 1000, Pace::Window(WINDOW), "echo").await?;
+    let (run, _relay) = pump(relay, stanzas, 1000, pace, "echo").await?;
+    Ok(run)
 }
 
 /// Median throughput and CPU µs per stanza of each delivery-log setting.
