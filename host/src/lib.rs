@@ -96,16 +96,7 @@ pub async fn serve(
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());
     let joins = rooms::spawn(rooms.clone(), live.clone(), shutdown.clone());
-    // The pipeline is a task of its own, not part of `block_on`'s future: tokio's current-thread
-    // scheduler polls the I/O driver once more, without waiting, before each poll of a woken
-    // `block_on` future, and the pipeline is woken by every stanza read (one `epoll_wait` more
-    // per stanza, measured with `perf stat` at 2,000/s).
-    let pipeline = pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries);
-    if let Err(stopped) = tokio::spawn(pipeline.run(incoming, redeliveries, shutdown)).await
-        && stopped.is_panic()
-    {
-        std::panic::resume_unwind(stopped.into_panic());
-    }
+    pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries).run(incoming, redeliveries, shutdown).await;
     reloads.abort();
     // The rooms are left (their presences queued) before the connection may close.
     let _ = joins.await;
