@@ -96,6 +96,10 @@ pub async fn serve(
     tracing::info!("{}", config.summary());
     let reloads = watch::spawn(reloader, hangups, shutdown.clone());
     let joins = rooms::spawn(rooms.clone(), live.clone(), shutdown.clone());
+    // In `block_on`'s own future, not a task of its own: tokio then polls its I/O driver once
+    // more, without waiting, per stanza (an `epoll_wait`), but as a task the pipeline saved no
+    // CPU at 2,000 stanzas/s and lost replies/s at saturation in some runs (BENCHMARKS.md,
+    // "Capacity").
     pipeline::Pipeline::new(live.clone(), outbox, rooms, deliveries).run(incoming, redeliveries, shutdown).await;
     reloads.abort();
     // The rooms are left (their presences queued) before the connection may close.
