@@ -227,7 +227,7 @@ async fn start_host(webhook: &str, toml: &str) -> anyhow::Result<Host> {
     start_on_fake_server(dir, |server| launch(server, webhook, &config, &bench_log())).await
 }
 
-/// The relay floor (this binary, run as `relay_floor`) in stanzahook's place, on its core.
+/// The relay floor (this binary, run as `relay-floor`) in stanzahook's place, on its core.
 async fn start_relay_floor(webhook: &str) -> anyhow::Result<Host> {
     let bin = std::env::current_exe().context("finding the benchmark's own binary for the relay floor")?;
     let dir = tempfile::tempdir()?;

@@ -1,9 +1,10 @@
 //! The relay floor: the least a component bridging stanzas to a webhook does per stanza, as its
 //! own process, so that its CPU is read from `/proc` the same way as stanzahook's.
 //!
-//! Why it exists: at a fixed moderate rate every stanza is handled alone, and most of what it
-//! costs on this machine is the kernel's (a TCP read, two sends, the webhook's answer, the
-//! wake-ups between them), which no change to stanzahook can remove. The relay does that I/O
+//! Why it exists: at a fixed moderate rate every stanza is handled alone, and much of what it
+//! costs on this machine no change to stanzahook can remove: a TCP read, two sends, the
+//! wake-ups between them, and the runtime's and HTTP client's code run once per wake-up with
+//! cold caches (measured: ~44 µs per stanza at 2,000/s, ~12 µs at saturation). The relay does that I/O
 //! with the same runtime (tokio, one thread), allocator (mimalloc, this benchmark's) and HTTP
 //! client (hyper-util, keep-alive, `TCP_NODELAY`) and nothing else: stanzas are found by
 //! searching for `</message>`, their attributes by string search, the answer's body taken from
