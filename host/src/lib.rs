@@ -1,6 +1,7 @@
 //! stanzahook: an XMPP external component (XEP-0114) that turns stanzas into webhook calls and
 //! webhook answers into stanzas. `run` is the one entry point; the binary and the tests use it.
 
+pub mod allocator;
 pub mod api;
 pub mod builtin;
 pub mod config;

@@ -338,15 +338,25 @@ impl LoadedFilter {
         let call_started = Instant::now();
         let outcome = invoke(&instance, &mut store);
         let out_of_time = store.data().waits.cut();
+        let mut refused_bytes = 0;
         let result = match outcome {
             Err(e) => Err(self.classify(e)),
             // A wait cut at the deadline: the guest may have returned before an epoch check.
             Ok(_) if out_of_time => Err(FilterError::Timeout(self.settings.limits.cpu)),
             Ok(Ok(verdict)) => read(verdict),
             Ok(Err(message)) => {
+                refused_bytes = message.len();
                 Err(FilterError::Returned(guest_text::cut_line(&message, guest_text::MAX_MESSAGE_BYTES)))
             }
         };
+        if let Err(FilterError::OutputTooLarge { size, .. }) = &result {
+            refused_bytes = *size;
+        }
+        // The refused text's copy is freed by now; a guest that keeps returning its memory's
+        // worth must not keep that much resident on every filter thread.
+        if refused_bytes >= crate::allocator::RETURN_AT_ONCE_BYTES {
+            crate::allocator::return_freed_memory();
+        }
         report.call = call_started.elapsed();
         let mut log = std::mem::take(&mut store.data_mut().log);
         for (name, pipe, level) in [("stdout", &pipes.stdout, Level::Info), ("stderr", &pipes.stderr, Level::Warn)] {

@@ -486,7 +486,10 @@ async fn a_string_over_the_output_cap_is_refused_and_costs_no_more_than_its_one_
     // The guest fills 48 MiB of its 64 MiB with its answer. wasmtime frees a result in the guest
     // before the host sees it, so the host copies it out as the call ends (once: 48 MiB more per
     // filter thread, freed at once) and refuses it against `max_output` (1 MiB); nothing else
-    // holds it. Measured: one call 98 MiB over idle, two at once 164 MiB.
+    // holds it, and the host returns the freed copy to the system at once (mimalloc would keep it
+    // resident for a second, so a thread that refused one held 48 MiB more: two at once after one
+    // measured up to 243 MiB). Measured: one call 98 MiB over idle, two at once 168–195 MiB
+    // (the two guests' memory and their two copies), so a third copy is over the bound.
     const ANSWER: u64 = 48 << 20;
     let Some(mut b) = hostile("huge-rewrite", "cpu_limit = \"10s\"", false).await else { return };
     let mut bob = XmppClient::login(b.server.c2s_port(), "bob", "bobpw").await.expect("bob logs in");
@@ -505,7 +508,7 @@ async fn a_string_over_the_output_cap_is_refused_and_costs_no_more_than_its_one_
     let two = b.host.peak_rss().expect("peak rss").saturating_sub(idle);
     eprintln!("peak RSS over idle: one call {} MiB, two at once {} MiB", one >> 20, two >> 20);
     assert!(one < ANSWER * 5 / 2, "one call raised peak memory by {} MiB", one >> 20);
-    assert!(two < ANSWER * 5, "two calls at once raised peak memory by {} MiB", two >> 20);
+    assert!(two < ANSWER * 9 / 2, "two calls at once raised peak memory by {} MiB", two >> 20);
 }
 
 #[tokio::test]
