@@ -231,7 +231,8 @@ async fn start_host(webhook: &str, toml: &str) -> anyhow::Result<Host> {
 async fn start_relay_floor(webhook: &str) -> anyhow::Result<Host> {
     let bin = std::env::current_exe().context("finding the benchmark's own binary for the relay floor")?;
     let dir = tempfile::tempdir()?;
-    start_on_fake_server(dir, |server| launch_pinned(&bin, relay_floor::args(server, DOMAIN, webhook), "warn")).await
+    start_on_fake_server(dir, |server| launch_pinned(&bin, relay_floor::args(server, DOMAIN, SECRET, webhook), "warn"))
+        .await
 }
 
 /// A fake server, and the process `start` launches connected to it.

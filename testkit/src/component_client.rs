@@ -63,6 +63,11 @@ impl ComponentClient {
         }
     }
 
+    /// The connection itself, with whatever was read past the last element handed out.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
+    }
+
     /// Sends `xml` as it is (a stanza must carry its own `from`, see `with_from`).
     pub async fn send(&mut self, xml: &str) -> anyhow::Result<()> {
         self.stream.write_all(xml.as_bytes()).await?;

@@ -12,8 +12,8 @@
 //! the machine charges for the round trip itself, and stanzahook's divided by it is the share
 //! stanzahook's own work can still move.
 //!
-//! It speaks just enough XEP-0114 for the benchmark's fake server (which does not check the
-//! handshake's digest); it is not a component for a real server.
+//! It connects with testkit's component client (the XEP-0114 handshake), then reads the stream
+//! by itself; it is not a component for a real server (it answers messages and nothing else).
 
 use std::time::Duration;
 
@@ -25,7 +25,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// The first argument that makes the benchmark binary run as the relay instead.
@@ -33,39 +32,25 @@ pub const ARG: &str = "relay-floor";
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// Runs the relay when the process was started as `BIN relay-floor SERVER DOMAIN WEBHOOK`;
+/// Runs the relay when the process was started as `BIN relay-floor SERVER DOMAIN SECRET WEBHOOK`;
 /// `None` when it was started as the benchmark.
 pub fn run_if_asked() -> Option<anyhow::Result<()>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [arg, server, domain, webhook] = args.as_slice() else { return None };
+    let [arg, server, domain, secret, webhook] = args.as_slice() else { return None };
     (arg == ARG).then(|| {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(relay(server, domain, webhook))
+        runtime.block_on(relay(server, domain, secret, webhook))
     })
 }
 
 /// The arguments that start the relay for `server`, serving `domain`, posting to `webhook`.
-pub fn args(server: &str, domain: &str, webhook: &str) -> Vec<String> {
-    [ARG, server, domain, webhook].map(str::to_owned).to_vec()
+pub fn args(server: &str, domain: &str, secret: &str, webhook: &str) -> Vec<String> {
+    [ARG, server, domain, secret, webhook].map(str::to_owned).to_vec()
 }
 
-async fn relay(server: &str, domain: &str, webhook: &str) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(server).await.context("connecting to the fake server")?;
-    stream.set_nodelay(true)?;
-    stream
-        .write_all(
-            format!(
-                "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
-                 xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
-            )
-            .as_bytes(),
-        )
-        .await?;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    read_until(&mut stream, &mut buf, b"id=").await?;
-    stream.write_all(b"<handshake>relay-floor</handshake>").await?;
-    let after = read_until(&mut stream, &mut buf, b"<handshake/>").await?;
-    buf.drain(..after);
+async fn relay(server: &str, domain: &str, secret: &str, webhook: &str) -> anyhow::Result<()> {
+    let component = testkit::ComponentClient::connect(server, domain, secret).await?;
+    let (stream, buf) = component.into_parts();
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -144,20 +129,6 @@ async fn answer(client: &HttpClient, uri: http::Uri, stanza: &str) -> anyhow::Re
     let answer: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
     let text = answer["body"].as_str().unwrap_or_default();
     Ok(format!("<message from='{to}' to='{from}' type='chat'><body>{}</body></message>", escape(text)))
-}
-
-async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, marker: &[u8]) -> anyhow::Result<usize> {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(at) = find(buf, marker) {
-            return Ok(at + marker.len());
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("the fake server closed the stream during the handshake");
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
