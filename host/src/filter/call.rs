@@ -352,12 +352,13 @@ impl LoadedFilter {
         if let Err(FilterError::OutputTooLarge { size, .. }) = &result {
             refused_bytes = *size;
         }
-        // The refused text's copy is freed by now; a guest that keeps returning its memory's
-        // worth must not keep that much resident on every filter thread.
+        report.call = call_started.elapsed();
+        // The refused text's copy is freed by now; a guest that keeps returning its memory's worth
+        // must not keep that much resident on every filter thread. Host work, so after the call's
+        // time is taken.
         if refused_bytes >= crate::allocator::RETURN_AT_ONCE_BYTES {
             crate::allocator::return_freed_memory();
         }
-        report.call = call_started.elapsed();
         let mut log = std::mem::take(&mut store.data_mut().log);
         for (name, pipe, level) in [("stdout", &pipes.stdout, Level::Info), ("stderr", &pipes.stderr, Level::Warn)] {
             let (text, cut) = pipe.take();
