@@ -1,6 +1,6 @@
 //! What building an event costs (issue: the vocabulary): `payload::event` for a plain chat
 //! message (the suite's load) and for a message carrying a reply, an attachment and reactions,
-//! and, for each, the part that reading the vocabulary's keys takes (`add_event_keys` alone),
+//! and, for each, the part that reading the vocabulary's keys takes (`event_keys` alone),
 //! so the cost before the vocabulary is the difference, measured in the same run. Also the whole
 //! answer → reply path for `{"body"}` and for an answer with vocabulary keys.
 //!
@@ -50,12 +50,10 @@ fn main() {
     println!("event building, ns per call (median of {ROUNDS} rounds of {CALLS}):");
     for (name, el) in [("plain chat message", &plain), ("reply + attachment + reactions", &rich)] {
         let whole = median_ns(|| {
-            black_box(payload::event(black_box(el)).to_string());
+            black_box(payload::event(black_box(el), None));
         });
         let keys = median_ns(|| {
-            let mut map = serde_json::Map::new();
-            vocabulary::add_event_keys(black_box(el), &mut map);
-            black_box(map);
+            black_box(vocabulary::event_keys(black_box(el), Some("")));
         });
         println!(
             "  {name:32} event + JSON text {whole:7.0} ns, of which the vocabulary's keys {keys:5.0} ns ({:.1} %); \

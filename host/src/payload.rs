@@ -9,42 +9,98 @@ use crate::stanza::{
     self, ErrorType, Kind, NS_COMPONENT, ParseStanzaError, StanzaError, is_iq_request, new_stanza, set_attr,
 };
 
-/// The event JSON posted for a received stanza (README: "The request"). The five reference keys keep their
-/// meaning; `type` and `id` are added when the stanza has them.
-pub fn event(el: &Element) -> Value {
-    let mut map = Map::new();
-    map.insert("to".into(), el.attr("to").unwrap_or("").into());
-    map.insert("from".into(), el.attr("from").unwrap_or("").into());
-    map.insert("kind".into(), el.name().into());
-    map.insert("stanza".into(), stanza::to_xml_string(el).into());
-    if el.name() == "message"
-        && let Some(body) = el.get_child("body", NS_COMPONENT)
-    {
-        map.insert("body".into(), body.text().into());
+/// The event posted for a received stanza (README: "The request"), as the JSON text the filters and the
+/// webhook get. The five reference keys keep their meaning; `type` and `id` are added when the stanza has
+/// them, the vocabulary's keys for what it carries, and for a room occupant's message the room's
+/// (`occupancy`).
+#[derive(Debug)]
+pub struct Event {
+    json: String,
+    /// The stanza as XML when it has an `id`: what names its delivery (`webhook-id`), the same on a
+    /// resend. Without an `id` there is nothing to tell a resend from a repeat.
+    identified: Option<String>,
+}
+
+impl Event {
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.json
+    }
+
+    /// The JSON text, and the XML of a stanza that has an `id` (see `webhook::Webhook::post`).
+    pub fn into_parts(self) -> (String, Option<String>) {
+        (self.json, self.identified)
+    }
+}
+
+/// The event for `el` (README: "The request", "Group chat"). Written as text straight from the stanza: building
+/// a `serde_json::Value` first and printing it was a tenth of the CPU a stanza costs at moderate rates
+/// (BENCHMARKS.md). The keys are written once each: the vocabulary never names a reference key, and an
+/// occupant's `nick` is the room's, not what the message says.
+pub fn event(el: &Element, occupancy: Option<&crate::rooms::Occupancy>) -> Event {
+    let xml = stanza::to_xml_string(el);
+    let body = if el.name() == "message" { el.get_child("body", NS_COMPONENT).map(Element::text) } else { None };
+    let mut json = JsonObject::with_capacity(xml.len() + xml.len() / 8 + 128);
+    json.entry("to", el.attr("to").unwrap_or(""));
+    json.entry("from", el.attr("from").unwrap_or(""));
+    json.entry("kind", el.name());
+    json.entry("stanza", &xml);
+    if let Some(body) = &body {
+        json.entry("body", body);
     }
     if let Some(t) = el.attr("type") {
-        map.insert("type".into(), t.into());
+        json.entry("type", t);
     }
-    if let Some(id) = el.attr("id") {
-        map.insert("id".into(), id.into());
+    let id = el.attr("id");
+    if let Some(id) = id {
+        json.entry("id", id);
     }
     if el.name() == "message"
         && let Some(invite) = invite(el)
     {
-        map.insert("invite".into(), invite);
+        json.entry("invite", &invite);
     }
-    crate::vocabulary::add_event_keys(el, &mut map);
-    Value::Object(map)
+    for (key, value) in &crate::vocabulary::event_keys(el, body.as_deref()) {
+        if !(occupancy.is_some() && key == "nick") {
+            json.entry(key, value);
+        }
+    }
+    if let Some(occupancy) = occupancy {
+        json.entry("room", &occupancy.room);
+        json.entry("nick", &occupancy.nick);
+        json.entry("mentioned", &occupancy.mentioned);
+    }
+    Event { json: json.finish(), identified: id.map(|_| xml) }
 }
 
-/// The keys a message from a room's occupant adds to its event (README: "Group chat"): the room's bare
-/// address, the sender's nick, and whether the message mentions the bot.
-pub fn add_room_keys(event: &mut Value, occupancy: &crate::rooms::Occupancy) {
-    if let Value::Object(map) = event {
-        map.insert("room".into(), occupancy.room.clone().into());
-        map.insert("nick".into(), occupancy.nick.clone().into());
-        map.insert("mentioned".into(), occupancy.mentioned.into());
+/// A JSON object written key by key.
+struct JsonObject(Vec<u8>);
+
+impl JsonObject {
+    fn with_capacity(capacity: usize) -> JsonObject {
+        let mut out = Vec::with_capacity(capacity);
+        out.push(b'{');
+        JsonObject(out)
     }
+
+    fn entry(&mut self, key: &str, value: &(impl serde::Serialize + ?Sized)) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        write_json(&mut self.0, key);
+        self.0.push(b':');
+        write_json(&mut self.0, value);
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push(b'}');
+        String::from_utf8(self.0).expect("serde_json writes UTF-8")
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    // Into a Vec, serde_json fails only on a map whose keys are not strings; an event has none.
+    serde_json::to_writer(out, value).expect("a string, a bool or a JSON value writes into a Vec");
 }
 
 /// An invitation as the event's `invite` object: `{room, from, reason, password}` with the keys

@@ -301,13 +301,10 @@ impl Handling<'_> {
 
     /// What the filters and the webhook make of a stanza.
     async fn decide(&self, el: &Element, occupancy: Option<&Occupancy>, way: &mut Way, record: &mut Record) -> Decided {
-        let mut event = payload::event(el);
-        if let Some(occupancy) = occupancy {
-            payload::add_room_keys(&mut event, occupancy);
-        }
-        let body = event.to_string();
+        let (body, identified) = payload::event(el, occupancy).into_parts();
+        let identified = identified.as_deref();
         let (outcome, status, trail) = if self.live.filters.is_empty() {
-            let posted = self.post(&event, body, way, record).await;
+            let posted = self.post(identified, body, way, record).await;
             let status = posted.outcome.status();
             (posted.outcome, status, Trail::default())
         } else {
@@ -316,7 +313,7 @@ impl Handling<'_> {
             record.verdicts(&verdicts);
             match before {
                 BeforeOutcome::Post { event: body, trail } => {
-                    let posted = self.post(&event, body, way, record).await;
+                    let posted = self.post(identified, body, way, record).await;
                     let status = posted.outcome.status();
                     (posted.outcome, status, trail)
                 }
@@ -344,10 +341,10 @@ impl Handling<'_> {
         }
     }
 
-    /// The webhook call, told to the way and the record.
+    /// The webhook call, told to the way and the record. `identified`: the stanza's XML if it has an `id`.
     async fn post(
         &self,
-        event: &serde_json::Value,
+        identified: Option<&str>,
         body: String,
         way: &mut Way,
         record: &mut Record,
@@ -355,7 +352,7 @@ impl Handling<'_> {
         if record.keeps_bodies() {
             record.posting(body.clone());
         }
-        let posted = self.live.webhook.post(event, body).await;
+        let posted = self.live.webhook.post(identified, body).await;
         way.posted(&posted);
         record.posted(&posted);
         posted

@@ -92,14 +92,14 @@ impl Webhook {
 
     /// POSTs `body`, the JSON text of the event or of what the filters made of it, and
     /// classifies the answer; with retries on, tries a failed call again on their schedule (the
-    /// sender's lane waits meanwhile, no other). `event` is the event as built from the stanza:
-    /// it names the delivery (`webhook-id`, the same for every attempt), whatever a filter
-    /// rewrote. Never fails: every outcome is an `Outcome`.
-    pub async fn post(&self, event: &Value, body: String) -> Posted {
+    /// sender's lane waits meanwhile, no other). `identified` is the stanza's XML when it has an
+    /// `id` (`payload::Event`): it names the delivery (`webhook-id`, the same for every attempt),
+    /// whatever a filter rewrote. Never fails: every outcome is an `Outcome`.
+    pub async fn post(&self, identified: Option<&str>, body: String) -> Posted {
         let started = std::time::Instant::now();
         let retrying = self.retries.is_on();
         // Named once: a stanza without an `id` gets a random one, which every attempt must share.
-        let id = (retrying || !self.signer.is_empty()).then(|| delivery_id(event));
+        let id = (retrying || !self.signer.is_empty()).then(|| delivery_id(identified));
         let body = bytes::Bytes::from(body);
         let mut attempt = 1;
         loop {
@@ -249,10 +249,10 @@ struct Answered {
 /// A client may also resend a stanza after its own reconnect; a stanza with an `id` therefore gets an id derived from the stanza as sent to the webhook, so
 /// the same stanza delivered twice carries the same `webhook-id` and the webhook can drop the
 /// second. Without an `id` nothing tells a resend from a repeat: a random id.
-fn delivery_id(event: &Value) -> String {
-    match (event.get("id").and_then(Value::as_str), event.get("stanza").and_then(Value::as_str)) {
-        (Some(_), Some(stanza)) => format!("msg_{}", &crate::filter::content_hash(stanza.as_bytes())[..32]),
-        _ => format!("msg_{:032x}", rand::random::<u128>()),
+fn delivery_id(identified: Option<&str>) -> String {
+    match identified {
+        Some(stanza) => format!("msg_{}", &crate::filter::content_hash(stanza.as_bytes())[..32]),
+        None => format!("msg_{:032x}", rand::random::<u128>()),
     }
 }
 
@@ -359,12 +359,11 @@ mod tests {
     #[test]
     fn delivery_ids_are_stable_for_a_stanza_with_an_id() {
         let stanza = |id: &str| format!("<message from='a@b/c' id='{id}' to='x@y'><body>hi</body></message>");
-        let event = |id: &str| serde_json::json!({"id": id, "stanza": stanza(id)});
-        assert_eq!(delivery_id(&event("1")), delivery_id(&event("1")), "the same stanza twice");
-        assert_ne!(delivery_id(&event("1")), delivery_id(&event("2")));
-        let anonymous = serde_json::json!({"stanza": "<message from='a@b/c' to='x@y'><body>hi</body></message>"});
-        assert_ne!(delivery_id(&anonymous), delivery_id(&anonymous), "no id: nothing to tell a resend from a repeat");
-        assert!(delivery_id(&event("1")).starts_with("msg_") && delivery_id(&event("1")).len() == 36);
+        let id = |id: &str| delivery_id(Some(&stanza(id)));
+        assert_eq!(id("1"), id("1"), "the same stanza twice");
+        assert_ne!(id("1"), id("2"));
+        assert_ne!(delivery_id(None), delivery_id(None), "no id: nothing to tell a resend from a repeat");
+        assert!(id("1").starts_with("msg_") && id("1").len() == 36);
     }
 
     #[test]

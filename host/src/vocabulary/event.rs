@@ -8,17 +8,20 @@ use tokio_xmpp::minidom::Element;
 use super::*;
 use crate::stanza::NS_COMPONENT;
 
-/// Adds the vocabulary's keys for what `el` carries to its event `map`. Keys already in the map
-/// (the five of the reference, `type`, `id`, `invite`) are not touched.
-pub fn add_event_keys(el: &Element, map: &mut Map<String, Value>) {
+/// The vocabulary's keys for what `el` carries, besides the event's own keys (the five of the
+/// reference, `type`, `id`, `invite`), which none of them names. `body` is the message's body, which
+/// a reply's fallback quote is cut from.
+pub fn event_keys(el: &Element, body: Option<&str>) -> Map<String, Value> {
+    let mut map = Map::new();
     match el.name() {
-        "message" => message_keys(el, map),
-        "presence" => presence_keys(el, map),
+        "message" => message_keys(el, body, &mut map),
+        "presence" => presence_keys(el, &mut map),
         _ => {}
     }
+    map
 }
 
-fn message_keys(el: &Element, map: &mut Map<String, Value>) {
+fn message_keys(el: &Element, body: Option<&str>, map: &mut Map<String, Value>) {
     let mut stanza_ids = Vec::new();
     let mut reply_fallback = None;
     // Matched by name first: an element's namespace is compared in place, where reading it
@@ -89,9 +92,7 @@ fn message_keys(el: &Element, map: &mut Map<String, Value>) {
         map.insert("stanza_ids".into(), stanza_ids.into());
     }
     // What the sender wrote, without the quote a client that knows no replies shows instead.
-    if let (Some(fallback), Some(Value::Object(reply)), Some(Value::String(body))) =
-        (reply_fallback, map.get("reply"), map.get("body"))
-    {
+    if let (Some(fallback), Some(Value::Object(reply)), Some(body)) = (reply_fallback, map.get("reply"), body) {
         let unquoted = without_fallback(body, fallback);
         let mut reply = reply.clone();
         reply.insert("body_without_fallback".into(), unquoted.into());

@@ -9,7 +9,7 @@ mod answer;
 mod event;
 
 pub use answer::{AnswerElements, answer_elements};
-pub use event::add_event_keys;
+pub use event::event_keys;
 
 pub(crate) const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub(crate) const NS_RECEIPTS: &str = "urn:xmpp:receipts";
